@@ -1,0 +1,5 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+from .region_text import BadRecordError, RegionTextDataset
+from .transforms import *  # noqa: F401,F403
+
+__all__ = ['RegionTextDataset', 'BadRecordError']

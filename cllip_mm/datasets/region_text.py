@@ -1,0 +1,305 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Region-text dataset in the JSON Lines format of the spec (section 5.1)."""
+import json
+import logging
+import math
+import os.path as osp
+from collections import Counter
+from numbers import Real
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmengine.fileio import exists, get_text
+from mmengine.logging import print_log
+
+from cllip_mm.registry import DATASETS
+
+#: Tolerance (pixels) for boxes that overshoot the image border; they are clipped.
+BORDER_TOLERANCE = 1.0
+
+
+class BadRecordError(ValueError):
+    """A record or region of the annotation file is invalid.
+
+    Attributes:
+        reason (str): A short, stable name of the problem (used to count skips).
+        level (str): ``'record'`` (the whole image is dropped when skipping) or
+            ``'region'`` (only that region is dropped).
+    """
+
+    def __init__(self, message: str, reason: str, level: str = 'record'):
+        super().__init__(message)
+        self.reason = reason
+        self.level = level
+
+
+@DATASETS.register_module()
+class RegionTextDataset(BaseDataset):
+    """Images with a caption and region-phrase annotations, one JSON object per line.
+
+    Each line of ``ann_file`` (relative to ``data_root``) looks like::
+
+        {"image": "images/000001.jpg", "width": 640, "height": 480,
+         "caption": "a red circle above a blue square",
+         "regions": [{"bbox": [12.0, 30.5, 110.0, 140.0], "phrase": "red circle",
+                      "score": 0.93}]}
+
+    ``bbox`` is ``[x1, y1, x2, y2]`` in absolute pixels with ``x2 > x1`` and ``y2 > y1``;
+    ``score`` is optional (default 1.0). Boxes overshooting the image by at most
+    :data:`BORDER_TOLERANCE` pixels are clipped; larger overshoots are errors.
+
+    Each record becomes a data info with ``img_path``, ``width``, ``height``,
+    ``caption``, ``gt_bboxes`` (float32 [N, 4], xyxy pixels), ``gt_phrases``
+    (list[str] of length N), ``gt_scores`` (float32 [N]) and ``ann_line`` (1-based line
+    of the record); :meth:`get_data_info` adds ``ann_file``, ``on_bad_record`` and, with
+    ``return_vocabulary``, ``vocabulary`` (the ``classes`` tuple).
+
+    ``metainfo['classes']`` is the phrase vocabulary: the ``classes`` given in
+    ``metainfo``, else the sorted distinct phrases of the file (after ``min_score``
+    filtering; known once the dataset is fully initialised).
+
+    Args:
+        ann_file (str): The JSON Lines annotation file.
+        min_score (float, optional): Drop regions whose score is below it.
+        on_bad_record (str): ``'raise'`` a :class:`ValueError` naming the file, line,
+            field and image; or ``'skip'`` the bad region (or the whole record when the
+            image-level fields or the image file are bad), counting skips per reason
+            and logging one summary line. With ``'skip'``, images found unreadable at
+            load time (by ``LoadImageFromFileChecked``) are replaced by another sample
+            during training.
+        check_image_exists (bool): Check at parse time that every image file exists.
+        return_vocabulary (bool): Put ``vocabulary`` in each data info (for
+            evaluation sets, so that regions can be classified).
+        backend_args (dict, optional): Arguments of the mmengine file backend.
+        **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`. ``filter_cfg``
+            may hold ``filter_empty_gt=True`` to drop images without regions (not in
+            ``test_mode``).
+    """
+
+    METAINFO: dict = dict()
+
+    def __init__(self,
+                 ann_file: str,
+                 *,
+                 data_prefix: dict = dict(img=''),
+                 min_score: Optional[float] = None,
+                 on_bad_record: str = 'raise',
+                 check_image_exists: bool = True,
+                 return_vocabulary: bool = False,
+                 backend_args: Optional[dict] = None,
+                 **kwargs) -> None:
+        if on_bad_record not in ('raise', 'skip'):
+            raise ValueError(
+                f"on_bad_record must be 'raise' or 'skip', got {on_bad_record!r}")
+        if 'img' not in data_prefix:
+            raise ValueError(f"data_prefix must have the key 'img', got {data_prefix}")
+        self.min_score = min_score
+        self.on_bad_record = on_bad_record
+        self.check_image_exists = check_image_exists
+        self.return_vocabulary = return_vocabulary
+        self.backend_args = backend_args
+        #: Number of skipped records / regions per reason (``on_bad_record='skip'``).
+        self.skip_counts: Counter = Counter()
+        self._num_low_score = 0
+        super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
+
+    # ------------------------------------------------------------------ loading
+    def load_data_list(self) -> List[dict]:
+        """Parse every line of ``ann_file``; set ``classes`` if not given."""
+        self.skip_counts = Counter()
+        self._num_low_score = 0
+        text = get_text(self.ann_file, backend_args=self.backend_args)
+        data_list = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as e:
+                self._bad(BadRecordError(
+                    self._where(line_no, '<record>') + f': invalid JSON ({e.msg} at '
+                    f'column {e.colno})', reason='invalid JSON'))
+                continue
+            data_info = self.parse_data_info(raw, line_no)
+            if data_info is not None:
+                data_list.append(data_info)
+        self._log_skips(len(data_list))
+
+        if self._metainfo.get('classes') is None:
+            phrases = {p for info in data_list for p in info['gt_phrases']}
+            self._metainfo['classes'] = tuple(sorted(phrases))
+        else:
+            self._metainfo['classes'] = tuple(self._metainfo['classes'])
+        return data_list
+
+    def parse_data_info(self, raw_data_info: Any, line_no: int = 0) -> Optional[dict]:
+        """Validate one record and convert it to a data info.
+
+        Returns None when the record is skipped (``on_bad_record='skip'``).
+        """
+        try:
+            info = self._parse_image_fields(raw_data_info, line_no)
+        except BadRecordError as e:
+            self._bad(e)
+            return None
+
+        image = raw_data_info['image']
+        bboxes, phrases, scores = [], [], []
+        for i, region in enumerate(raw_data_info['regions']):
+            try:
+                bbox, phrase, score = self._parse_region(region, i, info, line_no, image)
+            except BadRecordError as e:
+                self._bad(e)
+                continue
+            if self.min_score is not None and score < self.min_score:
+                self._num_low_score += 1
+                continue
+            bboxes.append(bbox)
+            phrases.append(phrase)
+            scores.append(score)
+        info['gt_bboxes'] = np.array(bboxes, dtype=np.float32).reshape(-1, 4)
+        info['gt_phrases'] = phrases
+        info['gt_scores'] = np.array(scores, dtype=np.float32)
+        return info
+
+    def _parse_image_fields(self, raw: Any, line_no: int) -> dict:
+        if not isinstance(raw, dict):
+            raise BadRecordError(
+                self._where(line_no, '<record>') +
+                f': expected a JSON object, got {type(raw).__name__}', 'wrong type')
+        image = raw.get('image')
+        if not isinstance(image, str) or not image:
+            raise BadRecordError(
+                self._where(line_no, 'image') + ': expected a non-empty string, got '
+                f'{image!r}', 'missing field' if image is None else 'wrong type')
+
+        def check(field: str, ok, expected: str):
+            if field not in raw:
+                raise BadRecordError(
+                    self._where(line_no, field, image) + ': missing', 'missing field')
+            if not ok(raw[field]):
+                raise BadRecordError(
+                    self._where(line_no, field, image) +
+                    f': expected {expected}, got {raw[field]!r}', 'wrong type')
+
+        check('width', _is_positive_int, 'a positive integer')
+        check('height', _is_positive_int, 'a positive integer')
+        check('caption', lambda v: isinstance(v, str), 'a string')
+        check('regions', lambda v: isinstance(v, list), 'a list')
+
+        img_path = osp.join(self.data_prefix['img'], image)
+        if self.check_image_exists and not exists(img_path, backend_args=self.backend_args):
+            raise BadRecordError(
+                self._where(line_no, 'image', image) + f': file {img_path} not found',
+                'missing image file')
+        return dict(img_path=img_path, width=int(raw['width']),
+                    height=int(raw['height']), caption=raw['caption'], ann_line=line_no)
+
+    def _parse_region(self, region: Any, i: int, info: dict, line_no: int,
+                      image: str) -> Tuple[List[float], str, float]:
+        field = f'regions[{i}]'
+
+        def bad(sub: str, msg: str, reason: str):
+            return BadRecordError(
+                self._where(line_no, field + sub, image) + ': ' + msg, reason, 'region')
+
+        if not isinstance(region, dict):
+            raise bad('', f'expected a JSON object, got {region!r}', 'wrong type')
+        for key in ('bbox', 'phrase'):
+            if key not in region:
+                raise bad(f'.{key}', 'missing', 'missing field')
+
+        phrase = region['phrase']
+        if not isinstance(phrase, str):
+            raise bad('.phrase', f'expected a string, got {phrase!r}', 'wrong type')
+        phrase = phrase.strip()
+        if not phrase:
+            raise bad('.phrase', 'empty phrase', 'empty phrase')
+
+        score = region.get('score', 1.0)
+        if not _is_finite_number(score):
+            raise bad('.score', f'expected a number, got {score!r}', 'wrong type')
+
+        bbox = region['bbox']
+        if not (isinstance(bbox, list) and len(bbox) == 4
+                and all(_is_finite_number(v) for v in bbox)):
+            raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
+                      'wrong type')
+        x1, y1, x2, y2 = (float(v) for v in bbox)
+        if x2 <= x1 or y2 <= y1:
+            raise bad('.bbox', f'degenerate box {bbox} (need x2 > x1 and y2 > y1)',
+                      'degenerate box')
+        w, h, tol = info['width'], info['height'], BORDER_TOLERANCE
+        if x1 < -tol or y1 < -tol or x2 > w + tol or y2 > h + tol:
+            raise bad('.bbox', f'box {bbox} is outside the image of size '
+                      f'(w={w}, h={h})', 'box outside image')
+        x1, x2 = min(max(x1, 0.), w), min(max(x2, 0.), w)
+        y1, y2 = min(max(y1, 0.), h), min(max(y2, 0.), h)
+        if x2 <= x1 or y2 <= y1:
+            raise bad('.bbox', f'box {bbox} is empty once clipped to the image of size '
+                      f'(w={w}, h={h})', 'degenerate box')
+        return [x1, y1, x2, y2], phrase, float(score)
+
+    # ------------------------------------------------------------ bad records
+    def _where(self, line_no: int, field: str, image: Optional[str] = None) -> str:
+        where = f'{self.ann_file}:{line_no}: field `{field}`'
+        return where if image is None else where + f' (image {image!r})'
+
+    def _bad(self, error: BadRecordError) -> None:
+        if self.on_bad_record == 'raise':
+            raise error
+        self.skip_counts[f'{error.level}: {error.reason}'] += 1
+
+    def _log_skips(self, num_kept: int) -> None:
+        if self._num_low_score:
+            print_log(
+                f'{self.__class__.__name__}({self.ann_file}): dropped '
+                f'{self._num_low_score} regions with score < {self.min_score}',
+                logger='current', level=logging.INFO)
+        if not self.skip_counts:
+            return
+        num_records = sum(v for k, v in self.skip_counts.items()
+                          if k.startswith('record'))
+        num_regions = sum(self.skip_counts.values()) - num_records
+        reasons = ', '.join(f'{k}: {v}' for k, v in sorted(self.skip_counts.items()))
+        print_log(
+            f'{self.__class__.__name__}({self.ann_file}): skipped {num_records} bad '
+            f'records and {num_regions} bad regions, kept {num_kept} records '
+            f'({reasons})', logger='current', level=logging.WARNING)
+
+    # --------------------------------------------------------------- access
+    def filter_data(self) -> List[dict]:
+        """Drop images without regions if ``filter_cfg.filter_empty_gt`` (training)."""
+        if self.test_mode or not self.filter_cfg \
+                or not self.filter_cfg.get('filter_empty_gt', False):
+            return self.data_list
+        return [info for info in self.data_list if len(info['gt_phrases']) > 0]
+
+    def get_data_info(self, idx: int) -> dict:
+        """The data info of ``idx`` plus ``ann_file``, ``on_bad_record`` and, with
+        ``return_vocabulary``, ``vocabulary``."""
+        data_info = super().get_data_info(idx)
+        data_info['ann_file'] = self.ann_file
+        # Samples cannot be replaced at test time: unreadable images always raise.
+        data_info['on_bad_record'] = 'raise' if self.test_mode else self.on_bad_record
+        if self.return_vocabulary:
+            data_info['vocabulary'] = self._metainfo['classes']
+        return data_info
+
+    def get_cat_ids(self, idx: int) -> List[int]:
+        """Indices in ``classes`` of the phrases of image ``idx``."""
+        if getattr(self, '_class_index', None) is None:
+            self._class_index = {c: i for i, c in enumerate(self._metainfo['classes'])}
+        index = self._class_index
+        phrases: Sequence[str] = self.get_data_info(idx)['gt_phrases']
+        return sorted({index[p] for p in phrases if p in index})
+
+
+def _is_positive_int(value: Any) -> bool:
+    """An int > 0 (an integral float such as 640.0 is accepted too)."""
+    return _is_finite_number(value) and value > 0 and float(value).is_integer()
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,239 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""A seeded generator of a small synthetic region-text dataset (the embedded demo).
+
+Each image is a textured background (stripes, checkers or smooth noise in muted random
+colours) with a few coloured shapes (8 colours x 4 shapes). Every shape is one region
+(tight xyxy pixel box, phrase such as "red circle", score 1.0), and the caption lists
+the shapes from left to right: "a red circle, a blue square and an orange star on a
+striped background". The output follows the JSON Lines format of
+:class:`cllip_mm.datasets.RegionTextDataset`::
+
+    <out>/annotations/{train,val}.jsonl
+    <out>/images/{train,val}/000000.jpg ...
+    <out>/classes.txt                 all 32 phrases, sorted (a region vocabulary)
+    <out>/tokenizer/tokenizer.json    word-level tokenizer of the corpus
+
+Everything is a function of the arguments: image ``i`` of a split draws from
+``numpy.random.default_rng([seed, split_id, i])``.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+#: RGB colours of the objects; the names are the phrases' first word.
+COLORS: Dict[str, Tuple[int, int, int]] = {
+    'red': (220, 30, 30),
+    'green': (30, 165, 55),
+    'blue': (35, 70, 225),
+    'yellow': (245, 220, 35),
+    'purple': (135, 45, 175),
+    'orange': (250, 135, 20),
+    'white': (245, 245, 245),
+    'black': (15, 15, 15),
+}
+SHAPES = ('circle', 'square', 'triangle', 'star')
+BACKGROUNDS = ('striped', 'checkered', 'noisy')
+#: Texts added to the tokenizer corpus so that usual prompt templates are in vocabulary.
+PROMPT_TEXTS = ('a photo of a {}.', 'a picture of the {}.', 'an image of a {}.',
+                'there is a {} in the scene.', 'a {} on a background.')
+SPLITS = ('train', 'val')
+
+
+def all_phrases() -> List[str]:
+    """The 32 possible region phrases, sorted."""
+    return sorted(f'{c} {s}' for c in COLORS for s in SHAPES)
+
+
+def _muted_color(rng: np.random.Generator) -> np.ndarray:
+    grey = rng.uniform(70, 190)
+    return np.clip(grey + rng.uniform(-45, 45, 3), 0, 255)
+
+
+def _background(rng: np.random.Generator, w: int, h: int) -> Tuple[np.ndarray, str]:
+    """Return an RGB uint8 [h, w, 3] texture and its name."""
+    kind = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    c1, c2 = _muted_color(rng), _muted_color(rng)
+    ys, xs = np.mgrid[0:h, 0:w]
+    if kind == 'striped':
+        period = int(rng.integers(6, 21))
+        coord = (xs, ys, xs + ys, xs - ys)[rng.integers(4)]
+        mask = (coord % period) < period / 2
+    elif kind == 'checkered':
+        cell = int(rng.integers(8, 25))
+        mask = (xs // cell + ys // cell) % 2 == 0
+    else:
+        coarse = rng.uniform(0, 1, (int(rng.integers(3, 9)), int(rng.integers(3, 9))))
+        coarse = Image.fromarray((coarse * 255).astype(np.uint8)).resize(
+            (w, h), Image.BILINEAR)
+        alpha = np.asarray(coarse, np.float32)[..., None] / 255.
+        img = c1 * alpha + c2 * (1 - alpha) + rng.normal(0, 10, (h, w, 1))
+        return np.clip(img, 0, 255).astype(np.uint8), kind
+    img = np.where(mask[..., None], c1, c2) + rng.normal(0, 4, (h, w, 1))
+    return np.clip(img, 0, 255).astype(np.uint8), kind
+
+
+def _shape_mask(shape: str, s: int) -> Image.Image:
+    """A binary 'L' mask of size s x s with the shape touching its borders."""
+    mask = Image.new('L', (s, s), 0)
+    draw = ImageDraw.Draw(mask)
+    e = s - 1
+    if shape == 'circle':
+        draw.ellipse([0, 0, e, e], fill=255)
+    elif shape == 'square':
+        draw.rectangle([0, 0, e, e], fill=255)
+    elif shape == 'triangle':
+        draw.polygon([(0, e), (e, e), (e / 2, 0)], fill=255)
+    elif shape == 'star':
+        angles = -np.pi / 2 + np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, e / 2, e / 5)
+        draw.polygon([(e / 2 + r * np.cos(a), e / 2 + r * np.sin(a))
+                      for r, a in zip(radii, angles)], fill=255)
+    else:
+        raise ValueError(f'unknown shape {shape!r}')
+    return mask
+
+
+def _overlap_ok(box: Tuple[int, int, int, int], boxes: List[Tuple[int, int, int, int]],
+                max_overlap: float) -> bool:
+    """Whether ``box`` covers at most ``max_overlap`` of each box's (or its own) area."""
+    x1, y1, x2, y2 = box
+    area = (x2 - x1) * (y2 - y1)
+    for bx1, by1, bx2, by2 in boxes:
+        iw = min(x2, bx2) - max(x1, bx1)
+        ih = min(y2, by2) - max(y1, by1)
+        if iw > 0 and ih > 0 and \
+                iw * ih > max_overlap * min(area, (bx2 - bx1) * (by2 - by1)):
+            return False
+    return True
+
+
+def _article(phrase: str) -> str:
+    return 'an' if phrase[0] in 'aeiou' else 'a'
+
+
+def make_caption(phrases: List[str], background: str) -> str:
+    """"a red circle, a blue square and an orange star on a striped background"."""
+    items = [f'{_article(p)} {p}' for p in phrases]
+    listed = items[0] if len(items) == 1 else ', '.join(items[:-1]) + ' and ' + items[-1]
+    return f'{listed} on {_article(background)} {background} background'
+
+
+def render_sample(rng: np.random.Generator,
+                  size_range: Tuple[int, int] = (112, 160),
+                  objects_range: Tuple[int, int] = (2, 5),
+                  object_scale: Tuple[float, float] = (0.2, 0.4),
+                  max_overlap: float = 0.25) -> Tuple[Image.Image, dict]:
+    """Draw one image; return it (RGB) and its record without the ``image`` key.
+
+    Objects are square-ish, of side ``object_scale`` x the shorter image side; a new
+    object may cover at most ``max_overlap`` of an earlier one's box (so each stays
+    mostly visible). An object that cannot be placed after shrinking is left out,
+    so crowded settings may give fewer objects than ``objects_range[0]``.
+    """
+    w, h = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
+    pixels, background = _background(rng, w, h)
+    img = Image.fromarray(pixels, 'RGB')
+    num = int(rng.integers(objects_range[0], objects_range[1] + 1))
+    placed: List[Tuple[int, int, int, int]] = []
+    objects = []
+    color_names = list(COLORS)
+    for _ in range(num):
+        color = color_names[rng.integers(len(color_names))]
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        side = int(rng.uniform(*object_scale) * min(w, h))
+        box = None
+        while box is None and side >= 12:
+            for _ in range(20):
+                x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+                if _overlap_ok((x, y, x + side, y + side), placed, max_overlap):
+                    box = (x, y, x + side, y + side)
+                    break
+            else:
+                side = int(side * 0.8)
+        if box is None:
+            continue
+        placed.append(box)
+        mask = _shape_mask(shape, side)
+        jitter = rng.integers(-15, 16, 3)
+        fill = tuple(int(v) for v in np.clip(np.array(COLORS[color]) + jitter, 0, 255))
+        img.paste(fill, box[:2], mask)
+        left, top, right, bottom = mask.getbbox()
+        x, y = box[:2]
+        objects.append((float(x + left), float(y + top), float(x + right),
+                        float(y + bottom), f'{color} {shape}'))
+
+    objects.sort(key=lambda o: (o[0] + o[2], o[1] + o[3]))  # left to right
+    phrases = [o[4] for o in objects]
+    record = dict(
+        width=w, height=h,
+        caption=make_caption(phrases, background) if phrases else
+        f'{_article(background)} {background} background',
+        regions=[dict(bbox=list(o[:4]), phrase=o[4], score=1.0) for o in objects])
+    return img, record
+
+
+def generate_synthetic_regions(out_dir: str,
+                               num_train: int = 4000,
+                               num_val: int = 500,
+                               seed: int = 0,
+                               min_objects: int = 2,
+                               max_objects: int = 5,
+                               min_size: int = 112,
+                               max_size: int = 160,
+                               img_format: str = 'jpg',
+                               jpeg_quality: int = 95,
+                               build_tokenizer: bool = True) -> dict:
+    """Write the synthetic dataset under ``out_dir`` (layout in the module docstring).
+
+    Returns:
+        dict: ``ann_files`` (split -> path), ``num_images`` and ``num_regions`` (split ->
+        count), ``classes`` (the 32 phrases) and ``tokenizer`` (path or None).
+    """
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f'need 1 <= min_objects <= max_objects, got '
+                         f'{min_objects}, {max_objects}')
+    if not 32 <= min_size <= max_size:
+        raise ValueError(f'need 32 <= min_size <= max_size, got {min_size}, {max_size}')
+    if img_format not in ('jpg', 'png'):
+        raise ValueError(f"img_format must be 'jpg' or 'png', got {img_format!r}")
+    save_kwargs = dict(quality=jpeg_quality) if img_format == 'jpg' else {}
+
+    os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
+    summary: dict = dict(ann_files={}, num_images={}, num_regions={},
+                         classes=all_phrases(), tokenizer=None)
+    corpus: List[str] = []
+    for split_id, (split, num) in enumerate(zip(SPLITS, (num_train, num_val))):
+        img_dir = osp.join('images', split)
+        os.makedirs(osp.join(out_dir, img_dir), exist_ok=True)
+        ann_file = osp.join(out_dir, 'annotations', f'{split}.jsonl')
+        num_regions = 0
+        with open(ann_file, 'w', encoding='utf-8') as f:
+            for i in range(num):
+                rng = np.random.default_rng([seed, split_id, i])
+                img, record = render_sample(rng, (min_size, max_size),
+                                            (min_objects, max_objects))
+                image = f'{img_dir}/{i:06d}.{img_format}'
+                img.save(osp.join(out_dir, image), **save_kwargs)
+                f.write(json.dumps(dict(image=image, **record)) + '\n')
+                num_regions += len(record['regions'])
+                corpus.append(record['caption'])
+        summary['ann_files'][split] = ann_file
+        summary['num_images'][split] = num
+        summary['num_regions'][split] = num_regions
+
+    with open(osp.join(out_dir, 'classes.txt'), 'w', encoding='utf-8') as f:
+        f.write('\n'.join(summary['classes']) + '\n')
+    if build_tokenizer:
+        from cllip_mm.models.tokenizers.build_demo_tokenizer import \
+            build_word_level_tokenizer
+        corpus += summary['classes']
+        corpus += [t.format(p) for t in PROMPT_TEXTS for p in summary['classes']]
+        corpus += [f'{_article(b)} {b} background' for b in BACKGROUNDS]
+        tokenizer_dir = osp.join(out_dir, 'tokenizer')
+        build_word_level_tokenizer(corpus, tokenizer_dir)
+        summary['tokenizer'] = osp.join(tokenizer_dir, 'tokenizer.json')
+    return summary

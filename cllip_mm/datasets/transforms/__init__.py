@@ -1,0 +1,10 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+from .formatting import PackRegionTextInputs
+from .loading import LoadImageFromFileChecked
+from .transforms import (RandomFlipWithPhrases, RandomResizedCropWithRegions,
+                         SampleRegions, select_regions, swap_left_right)
+
+__all__ = [
+    'LoadImageFromFileChecked', 'RandomResizedCropWithRegions', 'RandomFlipWithPhrases',
+    'SampleRegions', 'PackRegionTextInputs', 'select_regions', 'swap_left_right'
+]

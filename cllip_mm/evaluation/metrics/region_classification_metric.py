@@ -1,0 +1,127 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Zero-shot region classification with ground-truth boxes (spec section 7)."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger
+
+from cllip_mm.registry import METRICS
+from .utils import get_tensor, sample_name
+
+
+@METRICS.register_module()
+class RegionClassificationMetric(BaseMetric):
+    """Top-k and mean per-class accuracy of classifying GT regions against a vocabulary.
+
+    Reads from each data sample (what ``CLOC.predict`` writes):
+
+    - ``pred_regions.scores`` [R, V]: similarity of each GT region to each phrase of
+      the vocabulary (``data_sample.vocabulary``).
+    - ``gt_regions.labels`` [R]: the index of each region's phrase in the vocabulary;
+      ``-1`` means "not in the vocabulary": such regions are ignored and counted in
+      ``num_ignored``.
+
+    Ties are broken against the model: a region is correct at k when fewer than k
+    *other* classes score at least as high as its label (so a constant scorer gets
+    nothing right, and NaN scores count as wrong).
+
+    Metrics (prefixed with ``region_cls/``):
+
+    - ``top{k}``: fraction of labelled regions whose label is in the top k, for each
+      ``k`` in ``topk`` with ``k <= V``.
+    - ``mean_class_acc``: top-1 accuracy of each class that has at least one region,
+      averaged over those classes.
+    - ``num_regions``: number of labelled regions; ``num_ignored``: regions with label -1.
+
+    Args:
+        topk (int | Sequence[int]): The k of the top-k accuracies. Defaults to (1, 5).
+        collect_device (str): 'cpu' or 'gpu', used to collect results across ranks.
+        prefix (str, optional): Prefix of the metric names. Defaults to 'region_cls'.
+    """
+    default_prefix: Optional[str] = 'region_cls'
+
+    def __init__(self,
+                 topk: Union[int, Sequence[int]] = (1, 5),
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+        if not topk or any(not isinstance(k, int) or k < 1 for k in topk):
+            raise ValueError(f'topk must be positive ints, got {topk}.')
+        self.topk = tuple(sorted(set(topk)))
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """Keep, per sample, the rank of each labelled region's GT class."""
+        name = type(self).__name__
+        for data_sample in data_samples:
+            labels = get_tensor(data_sample, 'gt_regions.labels', name, ndim=1,
+                                hint='Region classification needs a vocabulary: set the '
+                                'dataset\'s metainfo "classes".').long()
+            if labels.numel() == 0:
+                # An image without regions may carry no predictions either. Still keep
+                # one result per sample: ``collect_results`` drops the samples that
+                # the distributed sampler padded by truncating to the dataset size.
+                self.results.append(
+                    dict(labels=labels, ranks=labels.clone(), num_ignored=0,
+                         num_classes=None))
+                continue
+            scores = get_tensor(data_sample, 'pred_regions.scores', name, ndim=2,
+                                hint='Does the model embed regions and is a vocabulary set?')
+            num_classes = scores.shape[1]
+            if scores.shape[0] != labels.shape[0]:
+                raise ValueError(
+                    f'{name}: data sample {sample_name(data_sample)}: '
+                    f'"pred_regions.scores" has {scores.shape[0]} rows but '
+                    f'"gt_regions.labels" has {labels.shape[0]} regions.')
+            if labels.min() < -1 or labels.max() >= num_classes:
+                raise ValueError(
+                    f'{name}: data sample {sample_name(data_sample)}: '
+                    f'"gt_regions.labels" must lie in [-1, {num_classes - 1}] '
+                    f'(vocabulary of {num_classes}), got {labels.tolist()}.')
+            keep = labels >= 0
+            labels, scores = labels[keep], scores[keep].float()
+            label_scores = scores.gather(1, labels[:, None])
+            # Classes scoring at least as high as the label, minus the label itself.
+            # ``~(a < b)`` rather than ``a >= b`` so that NaN counts against the model.
+            ranks = (~(scores < label_scores)).sum(1) - 1
+            self.results.append(
+                dict(
+                    labels=labels,
+                    ranks=ranks,
+                    num_ignored=int((~keep).sum()),
+                    num_classes=num_classes))
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        """Accuracies over all collected regions."""
+        num_classes = {res['num_classes'] for res in results} - {None}
+        if len(num_classes) > 1:
+            raise ValueError(f'{type(self).__name__}: the vocabulary size differs between '
+                             f'samples: {sorted(num_classes)}; labels would not be '
+                             'comparable.')
+        num_ignored = sum(res['num_ignored'] for res in results)
+        labels = torch.cat([res['labels'] for res in results] + [torch.zeros(0).long()])
+        ranks = torch.cat([res['ranks'] for res in results] + [torch.zeros(0).long()])
+        num_regions = labels.numel()
+        metrics: Dict[str, float] = {}
+        if num_regions == 0:
+            MMLogger.get_current_instance().warning(
+                f'{type(self).__name__}: no region with a label in the vocabulary '
+                f'({num_ignored} ignored); accuracies are reported as 0.')
+            metrics.update({f'top{k}': 0.0 for k in self.topk})
+            metrics.update(mean_class_acc=0.0, num_regions=0, num_ignored=num_ignored)
+            return metrics
+
+        vocab_size = num_classes.pop()
+        for k in self.topk:
+            if k <= vocab_size:
+                metrics[f'top{k}'] = (ranks < k).float().mean().item()
+        correct = (ranks == 0).double()
+        per_class_total = torch.bincount(labels, minlength=vocab_size)
+        per_class_correct = torch.bincount(labels, weights=correct, minlength=vocab_size)
+        present = per_class_total > 0
+        metrics['mean_class_acc'] = (per_class_correct[present] /
+                                     per_class_total[present]).mean().item()
+        metrics['num_regions'] = num_regions
+        metrics['num_ignored'] = num_ignored
+        return metrics

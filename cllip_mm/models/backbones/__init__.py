@@ -1,0 +1,3 @@
+from .vision_transformer import VisionTransformer, ViTOutput
+
+__all__ = ['VisionTransformer', 'ViTOutput']

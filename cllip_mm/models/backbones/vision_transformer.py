@@ -1,0 +1,130 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""The CLIP image encoder: a pre-norm ViT with a class token."""
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from cllip_mm.registry import MODELS
+from ..layers import Transformer, resize_pos_embed
+
+
+class ViTOutput(NamedTuple):
+    """What :class:`VisionTransformer` returns.
+
+    Attributes:
+        image_embed (Tensor): [B, D] projected class token, *not* normalised.
+        patch_tokens (Tensor): [B, C, H/p, W/p] patch tokens as a 2-D map (row-major from
+            the image's top-left; token (i, j) covers pixels [j*p, (j+1)*p) x [i*p, (i+1)*p)).
+        cls_token (Tensor): [B, C] class token after ``ln_post``.
+    """
+    image_embed: torch.Tensor
+    patch_tokens: torch.Tensor
+    cls_token: torch.Tensor
+
+
+@MODELS.register_module()
+class VisionTransformer(BaseModule):
+    """CLIP's ViT (OpenAI / open_clip parameter names).
+
+    Args:
+        img_size (int | tuple): Input size the position embedding is made for. Other
+            sizes are handled by bicubic interpolation of the embedding.
+        patch_size (int): Patch size p.
+        width (int): Token width C.
+        layers (int): Number of transformer blocks.
+        heads (int): Attention heads.
+        embed_dim (int): Output width D of ``proj``.
+        mlp_ratio (float): MLP hidden width / C.
+        act (str): 'gelu' or 'quick_gelu' (OpenAI weights).
+        drop_path_rate (float): Stochastic depth.
+        patch_token_norm (str): What the patch tokens get before they are returned:
+            'ln_post' (the final LayerNorm, as the class token gets) or 'none' (the raw
+            output of the last block).
+        frozen_stages (int): -1 trains everything; 0 freezes the patch embedding, class
+            token, position embedding and ``ln_pre``; k > 0 also freezes blocks 0..k-1.
+        grad_checkpointing (bool): Recompute blocks in backward.
+    """
+
+    def __init__(self,
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 patch_size: int = 16,
+                 width: int = 768,
+                 layers: int = 12,
+                 heads: int = 12,
+                 embed_dim: int = 512,
+                 mlp_ratio: float = 4.0,
+                 act: str = 'gelu',
+                 drop_path_rate: float = 0.0,
+                 patch_token_norm: str = 'ln_post',
+                 frozen_stages: int = -1,
+                 grad_checkpointing: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if patch_token_norm not in ('ln_post', 'none'):
+            raise ValueError(f"patch_token_norm must be 'ln_post' or 'none', got {patch_token_norm!r}")
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.patch_size = patch_size
+        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.width = width
+        self.embed_dim = embed_dim
+        self.patch_token_norm = patch_token_norm
+        self.frozen_stages = frozen_stages
+
+        scale = width**-0.5
+        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(
+            scale * torch.randn(1 + self.grid_size[0] * self.grid_size[1], width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads, mlp_ratio, act, drop_path_rate,
+                                       grad_checkpointing)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
+        self._freeze_stages()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.transformer.resblocks)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen: list = [self.conv1, self.ln_pre]
+        frozen += list(self.transformer.resblocks[:self.frozen_stages])
+        for param in (self.class_embedding, self.positional_embedding):
+            param.requires_grad = False
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'VisionTransformer':
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def pos_embed_for(self, grid: Sequence[int]) -> torch.Tensor:
+        """Position embedding [1 + h*w, C] for a patch grid (h, w)."""
+        return resize_pos_embed(self.positional_embedding, self.grid_size, tuple(grid))
+
+    def forward_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Run the blocks. images: [B, 3, H, W] normalised -> ([B, 1 + h*w, C], (h, w))."""
+        x = self.conv1(images)
+        grid = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed_for(grid).to(x.dtype)
+        x = self.transformer(self.ln_pre(x))
+        return x, tuple(grid)
+
+    def forward(self, images: torch.Tensor) -> ViTOutput:
+        """images: [B, 3, H, W] normalised RGB, H and W multiples of ``patch_size``."""
+        tokens, (h, w) = self.forward_tokens(images)
+        cls_token = self.ln_post(tokens[:, 0])
+        patches = tokens[:, 1:]
+        if self.patch_token_norm == 'ln_post':
+            patches = self.ln_post(patches)
+        patch_map = patches.transpose(1, 2).unflatten(2, (h, w))
+        return ViTOutput(cls_token @ self.proj, patch_map, cls_token)

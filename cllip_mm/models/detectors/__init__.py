@@ -1,0 +1,3 @@
+from .cloc import CLOC
+
+__all__ = ['CLOC']

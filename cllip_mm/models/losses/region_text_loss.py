@@ -1,0 +1,219 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+import hashlib
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from cllip_mm.registry import MODELS
+from .utils import all_gather_sizes, gather_variable, gather_variable_with_grad, get_rank
+
+_INT63_MASK = (1 << 63) - 1
+
+
+def phrase_keys(phrases: Sequence[str], device: Optional[torch.device] = None) -> Tensor:
+    """Stable identity keys of phrase texts, equal across processes and runs.
+
+    The key is the first 8 bytes of the BLAKE2b digest of the UTF-8 text, read little-endian
+    and masked to a non-negative int64 (unlike Python's ``hash``, it is not salted per
+    process). Identical texts get identical keys; the text is not normalised.
+
+    Args:
+        phrases (Sequence[str]): U phrase texts.
+        device (torch.device, optional): Device of the result.
+
+    Returns:
+        Tensor: [U] int64.
+    """
+    keys = []
+    for i, phrase in enumerate(phrases):
+        if not isinstance(phrase, str):
+            raise TypeError(f'phrase_keys: phrases[{i}] must be a str, got '
+                            f'{type(phrase).__name__}: {phrase!r}')
+        digest = hashlib.blake2b(phrase.encode('utf-8'), digest_size=8).digest()
+        keys.append(int.from_bytes(digest, 'little') & _INT63_MASK)
+    return torch.tensor(keys, dtype=torch.long, device=device)
+
+
+@MODELS.register_module()
+class RegionTextContrastiveLoss(nn.Module):
+    """Multi-positive region-text InfoNCE (spec section 4).
+
+    Phrases are identified by ``phrase_keys``: after gathering (scope ``'global'`` or
+    ``'image'``), phrase embeddings are de-duplicated by key, keeping the first copy. With
+    ``s = exp(min(logit_scale, max_logit_scale))`` and the logits ``s * r_k . p_c`` of the
+    regions ``r_k`` against the distinct phrases ``p_c``:
+
+    - region -> text: cross-entropy over the distinct phrases, the region's own phrase
+      being the one positive; mean over regions.
+    - text -> region: for each distinct phrase that has regions, cross-entropy over the
+      regions with the target spread evenly over all regions of that phrase; mean over those
+      phrases. Phrases without any region only serve as negatives of region -> text.
+
+    ``loss = loss_weight * 1/2 (L_r2t + L_t2r)``.
+
+    Negative scopes (``negatives``):
+
+    - ``'global'``: regions and phrases of all ranks (gathered with gradients).
+    - ``'local'``: this rank's only; the loss is then per rank and DDP averages it.
+    - ``'image'``: gathered, but a region only competes with the phrases of its own image
+      and a phrase only with the regions of that image. The columns are then the distinct
+      (image, phrase) pairs and logits across images are masked to ``-inf``. Image indices
+      are made globally unique by pairing them with the rank.
+
+    If the scope holds no region at all, the loss is a zero that still depends on the
+    inputs and the scale, so DDP sees every parameter used.
+
+    Args:
+        init_logit_scale (float): Initial log scale. Defaults to log(1 / 0.07).
+        max_logit_scale (float): Upper clamp of the log scale. Defaults to log(100).
+        negatives (str): ``'global'`` (default), ``'local'`` or ``'image'``.
+        share_logit_scale (bool): If True the module has no temperature of its own and
+            :meth:`forward` must receive ``logit_scale`` (e.g. CLIP's log-scale parameter).
+            Defaults to False.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.
+    """
+    NEGATIVES = ('global', 'local', 'image')
+
+    def __init__(self,
+                 init_logit_scale: float = math.log(1 / 0.07),
+                 max_logit_scale: float = math.log(100),
+                 negatives: str = 'global',
+                 share_logit_scale: bool = False,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if negatives not in self.NEGATIVES:
+            raise ValueError(f'{type(self).__name__}: negatives must be one of '
+                             f'{self.NEGATIVES}, got {negatives!r}')
+        if share_logit_scale:
+            self.register_parameter('logit_scale', None)
+        else:
+            self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        self.max_logit_scale = max_logit_scale
+        self.negatives = negatives
+        self.loss_weight = loss_weight
+
+    def get_scale(self, logit_scale: Optional[Tensor] = None) -> Tensor:
+        """The clamped scale ``s`` (0-dim tensor), from the own or the given log-scale."""
+        if logit_scale is None:
+            if self.logit_scale is None:
+                raise ValueError(f'{type(self).__name__} was built with share_logit_scale=True:'
+                                 ' pass the shared `logit_scale` to forward')
+            logit_scale = self.logit_scale
+        elif self.logit_scale is not None:
+            raise ValueError(f'{type(self).__name__} has its own logit_scale; build it with '
+                             'share_logit_scale=True to pass one to forward')
+        return logit_scale.clamp(max=self.max_logit_scale).exp()
+
+    def forward(self,
+                region_embeds: Tensor,
+                phrase_embeds: Tensor,
+                region_phrase_index: Tensor,
+                phrase_keys: Tensor,
+                region_image_index: Optional[Tensor] = None,
+                logit_scale: Optional[Tensor] = None) -> Tensor:
+        """
+        Args:
+            region_embeds (Tensor): [R, D] L2-normalised embeddings of this rank's valid
+                regions.
+            phrase_embeds (Tensor): [U, D] L2-normalised embeddings of this rank's phrases
+                (ideally each distinct text once).
+            region_phrase_index (Tensor): [R] int, index into the U phrases.
+            phrase_keys (Tensor): [U] int64 text identity, see :func:`phrase_keys`.
+            region_image_index (Tensor, optional): [R] int, index of each region's image in
+                this rank's batch. Required for ``negatives='image'``.
+            logit_scale (Tensor, optional): Shared log-scale (0-dim), only with
+                ``share_logit_scale=True``.
+
+        Returns:
+            Tensor: the scalar loss (global unless ``negatives='local'``).
+        """
+        self._check_inputs(region_embeds, phrase_embeds, region_phrase_index, phrase_keys,
+                           region_image_index)
+        scale = self.get_scale(logit_scale)
+        # Integer attributes of each region, gathered together: [R, 1] key, or [R, 3]
+        # (key, rank, image) for the image scope.
+        region_ints = phrase_keys[region_phrase_index.long()].unsqueeze(1)
+        if self.negatives == 'image':
+            region_ints = torch.stack([
+                region_ints[:, 0],
+                torch.full_like(region_ints[:, 0], get_rank()),
+                region_image_index.to(region_ints)
+            ], dim=1)
+        if self.negatives != 'local':
+            sizes = all_gather_sizes(region_embeds.size(0), region_embeds.device)
+            region_embeds = gather_variable_with_grad(region_embeds, sizes)
+            region_ints = gather_variable(region_ints, sizes)
+            sizes = all_gather_sizes(phrase_embeds.size(0), phrase_embeds.device)
+            phrase_embeds = gather_variable_with_grad(phrase_embeds, sizes)
+            phrase_keys = gather_variable(phrase_keys, sizes)
+
+        num_regions = region_embeds.size(0)
+        if num_regions == 0:
+            return (region_embeds.sum() + phrase_embeds.sum() + scale) * 0
+
+        # De-duplicate the phrases by key, keeping the first copy of each.
+        uniq_keys, inverse = torch.unique(phrase_keys, sorted=True, return_inverse=True)
+        order = torch.arange(inverse.numel(), device=inverse.device)
+        first = order.new_full((uniq_keys.numel(), ), inverse.numel()).scatter_reduce(
+            0, inverse, order, reduce='amin')
+        phrases = phrase_embeds[first]  # [K, D]
+        region_phrase = torch.searchsorted(uniq_keys, region_ints[:, 0])  # [R] in [0, K)
+
+        same_image = None
+        if self.negatives == 'image':
+            image_ids = torch.unique(region_ints[:, 1:], dim=0, return_inverse=True)[1]
+            columns, region_col = torch.unique(
+                torch.stack([image_ids, region_phrase], dim=1), dim=0, return_inverse=True)
+            col_embeds = phrases[columns[:, 1]]  # [C, D], C distinct (image, phrase) pairs
+            same_image = image_ids[:, None] == columns[None, :, 0]  # [R, C]
+        else:
+            col_embeds, region_col = phrases, region_phrase
+
+        logits = scale * region_embeds @ col_embeds.t()  # [R, C]
+        if same_image is not None:
+            logits = logits.masked_fill(~same_image, float('-inf'))
+        loss_r2t = F.cross_entropy(logits, region_col)
+
+        cols = torch.arange(col_embeds.size(0), device=logits.device)
+        positive = cols[:, None] == region_col[None, :]  # [C, R]
+        num_pos = positive.sum(dim=1)
+        log_prob = logits.t().log_softmax(dim=1)
+        # torch.where keeps -inf (masked) entries out of the sum and of the gradient.
+        loss_t2r = -torch.where(positive, log_prob, 0.).sum(dim=1) / num_pos.clamp(min=1)
+        loss_t2r = loss_t2r[num_pos > 0].mean()
+        return self.loss_weight * 0.5 * (loss_r2t + loss_t2r)
+
+    def _check_inputs(self, region_embeds: Tensor, phrase_embeds: Tensor,
+                      region_phrase_index: Tensor, phrase_keys: Tensor,
+                      region_image_index: Optional[Tensor]) -> None:
+        name = type(self).__name__
+        if region_embeds.dim() != 2 or phrase_embeds.dim() != 2 or \
+                region_embeds.size(1) != phrase_embeds.size(1):
+            raise ValueError(f'{name}: region_embeds [R, D] and phrase_embeds [U, D] need the '
+                             f'same D, got {tuple(region_embeds.shape)} and '
+                             f'{tuple(phrase_embeds.shape)}')
+        num_regions, num_phrases = region_embeds.size(0), phrase_embeds.size(0)
+        if phrase_keys.shape != (num_phrases, ) or phrase_keys.dtype != torch.long:
+            raise ValueError(f'{name}: phrase_keys must be int64 [U={num_phrases}], got '
+                             f'{phrase_keys.dtype} {tuple(phrase_keys.shape)}')
+        indices = {'region_phrase_index': (region_phrase_index, num_phrases)}
+        if self.negatives == 'image':
+            if region_image_index is None:
+                raise ValueError(f"{name}: negatives='image' needs region_image_index")
+            indices['region_image_index'] = (region_image_index, None)
+        for key, (index, upper) in indices.items():
+            if index.shape != (num_regions, ) or index.is_floating_point():
+                raise ValueError(f'{name}: {key} must be an integer tensor [R={num_regions}], '
+                                 f'got {index.dtype} {tuple(index.shape)}')
+            if num_regions and (int(index.min()) < 0 or
+                                (upper is not None and int(index.max()) >= upper)):
+                raise ValueError(f'{name}: {key} must lie in [0, {upper or "inf"}), got values '
+                                 f'in [{int(index.min())}, {int(index.max())}]')
+
+    def extra_repr(self) -> str:
+        return (f'negatives={self.negatives!r}, max_logit_scale={self.max_logit_scale:.4f}, '
+                f'shared_scale={self.logit_scale is None}, loss_weight={self.loss_weight}')

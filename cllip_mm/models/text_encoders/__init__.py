@@ -1,0 +1,3 @@
+from .text_transformer import TextTransformer
+
+__all__ = ['TextTransformer']

@@ -1,0 +1,64 @@
+import torch
+
+from cllip_mm.models.prompters import GroundingHead, Prompter
+
+
+def make_prompter(**kwargs):
+    torch.manual_seed(0)
+    cfg = dict(width=32, embed_dim=16, num_layers=1, heads=4)
+    cfg.update(kwargs)
+    return Prompter(**cfg).eval()
+
+
+def test_roi_features_of_one_patch_box_on_linear_map():
+    # On a feature map that is linear in x and y, RoIAlign (aligned=True) of a box that
+    # covers exactly patch (row 2, col 3) of a 6x6 grid returns that patch's value.
+    prompter = make_prompter(roi_output_size=2)
+    ys, xs = torch.meshgrid(torch.arange(6.), torch.arange(6.), indexing='ij')
+    fmap = torch.stack([xs, ys] * 16)[None]  # [1, 32, 6, 6]
+    box = torch.tensor([[[3 / 6, 2 / 6, 4 / 6, 3 / 6]]])
+    feats = prompter.roi_features(fmap, box)
+    torch.testing.assert_close(feats[0, 0, :2], torch.tensor([3.0, 2.0]))
+
+
+def test_region_embedding_independent_of_other_prompts():
+    prompter = make_prompter(num_layers=2)
+    tokens = torch.randn(2, 32, 6, 6)
+    boxes = torch.rand(2, 3, 4).sort(-1).values[..., [0, 1, 2, 3]]
+    boxes = torch.stack([boxes[..., 0], boxes[..., 1], boxes[..., 2] + 0.1, boxes[..., 3] + 0.1], -1).clamp(0, 1)
+    full = prompter(tokens, boxes)
+    alone = prompter(tokens[:1], boxes[:1, 1:2])
+    torch.testing.assert_close(full[0, 1], alone[0, 0], atol=1e-5, rtol=1e-5)
+    # Padding or reordering other boxes changes nothing either.
+    swapped = prompter(tokens, boxes[:, [2, 1, 0]])
+    torch.testing.assert_close(full[:, 1], swapped[:, 1], atol=1e-5, rtol=1e-5)
+
+
+def test_region_embedding_depends_on_box_and_image():
+    prompter = make_prompter()
+    tokens = torch.randn(1, 32, 6, 6)
+    a = prompter(tokens, torch.tensor([[[0.0, 0.0, 0.5, 0.5]]]))
+    b = prompter(tokens, torch.tensor([[[0.5, 0.5, 1.0, 1.0]]]))
+    c = prompter(tokens + torch.randn_like(tokens), torch.tensor([[[0.0, 0.0, 0.5, 0.5]]]))
+    assert not torch.allclose(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_roi_pooler_ablation_skips_layers():
+    prompter = make_prompter(region_pooler='roi')
+    tokens = torch.randn(1, 32, 6, 6)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])
+    for p in prompter.layers.parameters():
+        p.data.add_(1.0)
+    expected = prompter.proj(prompter.ln_out(
+        prompter.encode_boxes(boxes) + prompter.box_type_embed
+        + prompter.roi_proj(prompter.roi_features(tokens, boxes))))
+    torch.testing.assert_close(prompter(tokens, boxes), expected)
+
+
+def test_grounding_head_outputs_normalised_cxcywh():
+    prompter = make_prompter()
+    head = GroundingHead(embed_dim=16, width=32)
+    boxes = head(torch.randn(2, 3, 16), torch.randn(2, 32, 6, 6), prompter)
+    assert boxes.shape == (2, 3, 4)
+    assert bool(((boxes > 0) & (boxes < 1)).all())
