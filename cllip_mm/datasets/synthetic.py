@@ -129,8 +129,8 @@ def render_sample(rng: np.random.Generator,
                   max_overlap: float = 0.25) -> Tuple[Image.Image, dict]:
     """Draw one image; return it (RGB) and its record without the ``image`` key.
 
-    Objects are square-ish, of side ``object_scale`` x the shorter image side; a new
-    object may cover at most ``max_overlap`` of an earlier one's box (so each stays
+    Objects are square-ish, of side ``object_scale`` x the shorter image side, and
+    carry distinct phrases within an image; a new object may cover at most ``max_overlap`` of an earlier one's box (so each stays
     mostly visible). An object that cannot be placed after shrinking is left out,
     so crowded settings may give fewer objects than ``objects_range[0]``.
     """
@@ -140,10 +140,11 @@ def render_sample(rng: np.random.Generator,
     num = int(rng.integers(objects_range[0], objects_range[1] + 1))
     placed: List[Tuple[int, int, int, int]] = []
     objects = []
-    color_names = list(COLORS)
-    for _ in range(num):
-        color = color_names[rng.integers(len(color_names))]
-        shape = SHAPES[rng.integers(len(SHAPES))]
+    # Distinct phrases within an image, so that a phrase names one object (grounding
+    # and region targets are unambiguous); phrases still repeat across images.
+    kinds = [(c, s) for c in COLORS for s in SHAPES]
+    for kind_index in rng.choice(len(kinds), size=min(num, len(kinds)), replace=False):
+        color, shape = kinds[kind_index]
         side = int(rng.uniform(*object_scale) * min(w, h))
         box = None
         while box is None and side >= 12:

@@ -78,19 +78,19 @@ def checkpoint_safe_globals() -> List[SafeGlobal]:
     safe: List[SafeGlobal] = [
         # HistoryBuffer: NEWOBJ + BUILD (its __setstate__) of its __dict__.
         HistoryBuffer,
-        # numpy arrays: _reconstruct(ndarray, (0,), b'b') then BUILD with a dtype.
-        multiarray._reconstruct,
+        # numpy arrays: _reconstruct(ndarray, (0,), b'b') + BUILD with a dtype;
+        # dtypes: dtype('f8', False, True) + BUILD (checks the dtype class).
         np.ndarray,
-        # numpy dtypes and scalars (np.float64 in runtime_info): scalar(dtype, bytes).
         np.dtype,
         *[type(np.dtype(t)) for t in _NUMERIC_DTYPES],
-        multiarray.scalar,
     ]
-    if digit_version(torch.__version__) >= digit_version('2.6.0'):
-        safe.append((_history_buffer_getattr, 'builtins.getattr'))
-        for module in _NUMPY_CORE_MODULES:
-            safe.append((multiarray._reconstruct, f'{module}._reconstruct'))
-            safe.append((multiarray.scalar, f'{module}.scalar'))
+    # numpy scalars (np.float64 in runtime_info) are scalar(dtype, bytes).
+    reconstructors = (multiarray._reconstruct, multiarray.scalar)
+    if digit_version(torch.__version__) < digit_version('2.6.0'):
+        return safe + list(reconstructors)
+    safe.append((_history_buffer_getattr, 'builtins.getattr'))
+    for module in _NUMPY_CORE_MODULES:
+        safe.extend((f, f'{module}.{f.__name__}') for f in reconstructors)
     return safe
 
 

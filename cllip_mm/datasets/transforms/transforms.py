@@ -121,8 +121,10 @@ class RandomResizedCropWithRegions(BaseTransform):
             clipped[:, 1::2] = clipped[:, 1::2].clip(0, crop_h)
             kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
             keep = (kept_area > 0) & (kept_area >= self.min_area_ratio * area)
-            results['gt_bboxes'] = clipped * np.array(
-                [out_w / crop_w, out_h / crop_h] * 2, dtype=np.float32)
+            scaled = clipped * np.array([out_w / crop_w, out_h / crop_h] * 2, np.float32)
+            scaled[:, 0::2] = scaled[:, 0::2].clip(0, out_w)  # float rounding
+            scaled[:, 1::2] = scaled[:, 1::2].clip(0, out_h)
+            results['gt_bboxes'] = scaled
             select_regions(results, keep)
         return results
 

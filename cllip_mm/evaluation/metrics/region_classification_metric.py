@@ -74,11 +74,12 @@ class RegionClassificationMetric(BaseMetric):
                     f'{name}: data sample {sample_name(data_sample)}: '
                     f'"pred_regions.scores" has {scores.shape[0]} rows but '
                     f'"gt_regions.labels" has {labels.shape[0]} regions.')
-            if labels.min() < -1 or labels.max() >= num_classes:
+            bad = (labels < -1) | (labels >= num_classes)
+            if bad.any():
                 raise ValueError(
                     f'{name}: data sample {sample_name(data_sample)}: '
                     f'"gt_regions.labels" must lie in [-1, {num_classes - 1}] '
-                    f'(vocabulary of {num_classes}), got {labels.tolist()}.')
+                    f'(vocabulary of {num_classes}), got {labels[bad].tolist()}.')
             keep = labels >= 0
             labels, scores = labels[keep], scores[keep].float()
             label_scores = scores.gather(1, labels[:, None])

@@ -161,7 +161,8 @@ class RegionTextContrastiveLoss(nn.Module):
         first = order.new_full((uniq_keys.numel(), ), inverse.numel()).scatter_reduce(
             0, inverse, order, reduce='amin')
         phrases = phrase_embeds[first]  # [K, D]
-        region_phrase = torch.searchsorted(uniq_keys, region_ints[:, 0])  # [R] in [0, K)
+        # [R] index of each region's distinct phrase, in [0, K).
+        region_phrase = torch.searchsorted(uniq_keys, region_ints[:, 0].contiguous())
 
         same_image = None
         if self.negatives == 'image':

@@ -1,0 +1,4 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+from .bf16_amp_optim_wrapper import BF16AmpOptimWrapper
+
+__all__ = ['BF16AmpOptimWrapper']

@@ -1,0 +1,109 @@
+"""The downstream configs: they parse, their models fit together, and mmdet's own
+tools/train.py and tools/test.py run the tiny variants from a converted checkpoint."""
+import glob
+import os.path as osp
+import runpy
+import sys
+
+import mmdet
+import pytest
+from mmengine import Config
+from mmengine.registry import DefaultScope
+
+MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
+CONFIGS = dict(
+    ov='configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_ov-coco-48-17.py',
+    ov_tiny='configs/downstream/ov_coco/grounding-dino_cloc-vit-tiny-p8_ov-synthetic_tiny.py',
+    refcoco='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_finetune_refcoco.py',
+    refcoco_plus='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_finetune_refcoco_plus.py',
+    refcocog='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_finetune_refcocog.py',
+    refexp_tiny='configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_refexp-synthetic_tiny.py',
+    zeroshot='configs/downstream/ov_region_cls/cloc-prompter_zeroshot_ov-coco-48-17_proposals.py',
+    zeroshot_tiny='configs/downstream/ov_region_cls/cloc-prompter_zeroshot_ov-synthetic_tiny.py',
+)
+
+
+def test_every_downstream_config_is_listed(repo_root):
+    found = {osp.relpath(p, repo_root)
+             for p in glob.glob(osp.join(repo_root, 'configs/downstream/*/*.py'))}
+    assert found - {p for p in found if '/_base_/' in p} == set(CONFIGS.values())
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_configs_inherit_mmdet_and_use_the_plugins(name, repo_root):
+    cfg = Config.fromfile(osp.join(repo_root, CONFIGS[name]))
+    assert cfg.custom_imports.imports == ['cllip_mm.mmdet_plugins']
+    assert cfg.default_scope == 'mmdet'  # from mmdet's own base config
+    assert cfg.load_from is None
+    if name.startswith('zeroshot'):
+        assert cfg.model.type == 'ClocRegionClassifier'
+        assert cfg.test_evaluator.type == 'OVCocoMetric'
+        assert cfg.train_dataloader is None
+        return
+    assert cfg.model.type == 'GroundingDINO'
+    assert cfg.model.backbone.type == 'ClocViT'
+    assert cfg.model.language_model.type == 'ClocTextModel'
+    for key in ('backbone', 'language_model'):
+        init = cfg.model[key].init_cfg
+        assert init.type == 'Pretrained' and init.prefix == key + '.'
+    assert cfg.optim_wrapper.constructor == 'ClocLayerDecayOptimWrapperConstructor'
+    evaluator = cfg.test_evaluator
+    if name.startswith('ov'):
+        assert evaluator.type == 'OVCocoMetric'
+        meta = cfg.test_dataloader.dataset.metainfo
+        assert set(meta.base_classes) | set(meta.novel_classes) == set(meta.classes)
+        assert len(meta.novel_classes) == (17 if name == 'ov' else 8)
+    else:
+        types = [m.type for m in evaluator.get('metrics', [evaluator])]
+        assert set(types) == {'RefExpMetric'}
+
+
+def test_full_size_grounding_dino_fits_together(repo_root, synthetic_root):
+    """ViT-B/16 pyramid channels = ChannelMapper inputs; widths match the text side."""
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(osp.join(repo_root, CONFIGS['ov']))
+    cfg.model.language_model.tokenizer_path = osp.join(synthetic_root, 'tokenizer')
+    cfg.model.backbone.init_cfg = cfg.model.language_model.init_cfg = None
+    cfg.model.encoder.num_cp = 0  # mmdet's encoder checkpointing needs fairscale
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    assert list(model.backbone.out_channels) == list(cfg.model.neck.in_channels)
+    assert model.text_feat_map.in_features == 512
+    assert model.backbone.vit.num_layers == 12
+
+
+def run_mmdet_tool(tool, args, work_dir):
+    """Run mmdet's tools/{train,test}.py in this process; return its log text."""
+    argv = sys.argv
+    sys.argv = [tool] + args + ['--work-dir', work_dir]
+    try:
+        runpy.run_path(osp.join(MMDET_TOOLS, tool), run_name='__main__')
+    finally:
+        sys.argv = argv
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')), key=osp.getmtime)
+    with open(logs[-1]) as f:
+        return f.read()
+
+
+def test_mmdet_tools_run_the_tiny_configs(repo_root, tiny_env, converted_checkpoint, tmp_path):
+    """train.py (2 iterations + validation) then test.py, from the converted checkpoint."""
+    few = ['--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+           'default_hooks.checkpoint.interval=2', 'param_scheduler.0.end=2']
+    ov = osp.join(repo_root, CONFIGS['ov_tiny'])
+    log = run_mmdet_tool('train.py', [ov] + few, str(tmp_path / 'ov'))
+    assert 'load backbone. in model from: ' + converted_checkpoint in log
+    assert 'load language_model. in model from: ' + converted_checkpoint in log
+    assert 'Iter(train) [2/2]' in log
+    for name in ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP'):
+        assert name in log
+    log = run_mmdet_tool('test.py', [ov, str(tmp_path / 'ov' / 'iter_2.pth')],
+                         str(tmp_path / 'ov_test'))
+    assert 'Iter(test)' in log and 'coco/novel_ap50' in log
+
+    log = run_mmdet_tool('train.py', [osp.join(repo_root, CONFIGS['refexp_tiny'])] + few +
+                         ['val_dataloader.dataset.indices=4'], str(tmp_path / 'refexp'))
+    assert 'refexp/refcoco_precision@1' in log and 'Iter(train) [2/2]' in log
+
+    log = run_mmdet_tool('test.py', [osp.join(repo_root, CONFIGS['zeroshot_tiny']),
+                                     converted_checkpoint], str(tmp_path / 'zeroshot'))
+    assert 'coco/novel_ap50' in log and 'coco/base_ap50' in log

@@ -1,0 +1,111 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Convert a cllip_mm (CLOC) pretraining checkpoint for the mmdet plugins.
+
+The output holds the image encoder as ``backbone.vit.*``, the text encoder as
+``language_model.language_backbone.body.model.*`` and the Prompter as ``prompter.*``
+(plus its temperature ``logit_scale``): the names inside the detectors of
+``configs/downstream``. Load it with each module's
+``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')`` /
+``prefix='language_model.'``, as the whole model's ``load_from``, or as the checkpoint
+of ``tools/test.py``.
+
+Examples::
+
+    # keep the pretraining position embedding (interpolated at run time)
+    python tools/model_converters/cllip_to_mmdet.py work_dirs/cloc/iter_600.pth cloc_mmdet.pth
+
+    # resize it once for a fixed detection input size, and check the keys against the
+    # detector of a config (missing / unexpected / shape mismatches)
+    python tools/model_converters/cllip_to_mmdet.py work_dirs/cloc/iter_600.pth cloc_mmdet.pth \
+        --img-size 1024 --config configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_ov-coco-48-17.py
+
+Exit status: 0 when every converted tensor fits (with ``--config``: no missing,
+unexpected or mis-shaped key under the converted prefixes), 1 otherwise.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+try:
+    import cllip_mm  # noqa: F401
+except ImportError:  # run from a source checkout without `pip install -e .`
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+from cllip_mm.mmdet_plugins.checkpoint_converter import (  # noqa: E402
+    PART_PREFIXES, check_against_model, convert_cllip_state_dict, load_cllip_state_dict)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='cllip_mm pretraining checkpoint -> mmdet plugin checkpoint')
+    parser.add_argument('src', help='cllip_mm checkpoint (MMEngine format)')
+    parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--img-size', type=int, nargs='+', metavar='H [W]',
+                        help='resize the position embedding to this input size '
+                        '(default: the --config backbone\'s img_size, else keep it)')
+    parser.add_argument('--parts', nargs='+', choices=list(PART_PREFIXES),
+                        help='parts to convert (default: those the --config model has, '
+                        'else all)')
+    parser.add_argument('--config', help='an mmdet config whose model the result is '
+                        'checked against (it is built, weights are not initialised)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='overrides of --config, as in mmdet\'s tools')
+    return parser.parse_args(argv)
+
+
+def build_model(config: str, cfg_options: Sequence[str]) -> torch.nn.Module:
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        action = DictAction(option_strings=[], dest='opts')
+        namespace = argparse.Namespace()
+        action(None, namespace, list(cfg_options))
+        cfg.merge_from_dict(namespace.opts)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    return MODELS.build(cfg.model)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model: Optional[torch.nn.Module] = None
+    parts = args.parts
+    img_size = args.img_size
+    if args.config:
+        model = build_model(args.config, args.cfg_options)
+        names = {k.split('.')[0] for k in model.state_dict()}
+        if parts is None:
+            parts = [p for p, (_, dst) in PART_PREFIXES.items() if dst.split('.')[0] in names]
+        backbone = getattr(model, 'backbone', None)
+        if img_size is None and hasattr(backbone, 'vit'):
+            img_size = list(backbone.vit.img_size)
+    if img_size is not None:
+        if len(img_size) not in (1, 2):
+            raise SystemExit('--img-size takes H or H W')
+        img_size = (img_size[0], img_size[-1])
+
+    state_dict = load_cllip_state_dict(args.src)
+    converted, report = convert_cllip_state_dict(
+        state_dict, img_size=img_size, parts=parts or tuple(PART_PREFIXES))
+    if model is not None:
+        check_against_model(converted, model, report)
+
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    meta = dict(source=osp.abspath(args.src), converter='tools/model_converters/cllip_to_mmdet.py',
+                parts=list(report.converted), img_size=list(img_size) if img_size else None)
+    torch.save(dict(state_dict=converted, meta=meta), args.dst)
+    print(f'{args.src} -> {args.dst}')
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
