@@ -61,8 +61,9 @@ class ConversionReport:
 
     def format(self) -> str:
         lines = ['Converted tensors per part:']
-        lines += [f'  {part:<15} {n:>5}  -> {PART_PREFIXES[part][1] if part in PART_PREFIXES else part}*'
-                  for part, n in self.converted.items()]
+        for part, n in self.converted.items():
+            target = PART_PREFIXES[part][1] + '*' if part in PART_PREFIXES else part
+            lines.append(f'  {part:<15} {n:>5}  -> {target}')
         if self.missing_parts:
             lines.append(f'Parts asked for but absent from the source: {self.missing_parts}')
         if self.resized:
@@ -110,7 +111,8 @@ def load_cllip_state_dict(path: str) -> Dict[str, torch.Tensor]:
 def convert_cllip_state_dict(
         state_dict: Dict[str, torch.Tensor],
         img_size: Optional[Tuple[int, int]] = None,
-        parts: Sequence[str] = tuple(PART_PREFIXES)) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
+        parts: Sequence[str] = tuple(PART_PREFIXES)
+) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
     """Map a ``CLOC.state_dict()`` to the names of the mmdet plugins.
 
     Args:
@@ -145,7 +147,8 @@ def convert_cllip_state_dict(
         if part == 'prompter':
             scale_key = next((k for k in LOGIT_SCALE_KEYS if k in state_dict), None)
             if scale_key is not None:
-                out['logit_scale'] = state_dict[scale_key].detach().clone().clamp(max=MAX_LOGIT_SCALE)
+                scale = state_dict[scale_key].detach().clone()
+                out['logit_scale'] = scale.clamp(max=MAX_LOGIT_SCALE)
                 used.add(scale_key)
                 report.converted['logit_scale'] = 1
 
@@ -157,7 +160,8 @@ def convert_cllip_state_dict(
             raise ValueError(f'{POS_EMBED}: {pos.shape[0] - 1} grid tokens is not a square grid')
         dst_grid = (img_size[0] // patch, img_size[1] // patch)
         if img_size[0] % patch or img_size[1] % patch:
-            raise ValueError(f'img_size {tuple(img_size)} is not a multiple of the patch size {patch}')
+            raise ValueError(f'img_size {tuple(img_size)} is not a multiple of the patch '
+                             f'size {patch}')
         if dst_grid != (side, side):
             out['backbone.vit.positional_embedding'] = resize_pos_embed(pos, (side, side), dst_grid)
             report.resized.append(

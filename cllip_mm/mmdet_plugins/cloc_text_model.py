@@ -101,11 +101,14 @@ class ClocTextModel(BaseModel):
                 f'max_tokens ({max_tokens}) exceeds the text encoder\'s context length '
                 f'({self.context_length}); use sub-sentences or lower max_tokens')
         ids = self.tokenizer('a', add_special_tokens=True)['input_ids']
-        if ids[0] != self.text_tokenizer.sot_token_id or ids[-1] != self.text_tokenizer.eot_token_id:
+        sot, eot = self.text_tokenizer.sot_token_id, self.text_tokenizer.eot_token_id
+        if ids[0] != sot or ids[-1] != eot:
             raise ValueError(f'tokenizer at {tokenizer_path!r} does not add the start / end '
                              f'of text tokens itself (got ids {ids})')
-        self.special_token_ids = [self.text_tokenizer.sot_token_id,
-                                  self.text_tokenizer.eot_token_id]
+        if not getattr(self.tokenizer, 'is_fast', False):
+            raise ValueError(f'tokenizer at {tokenizer_path!r} is not a fast (Rust) tokenizer: '
+                             'Grounding DINO / GLIP need its char_to_token')
+        self.special_token_ids = [sot, eot]
         for token in special_tokens_list:
             token_ids = self.tokenizer(token, add_special_tokens=False)['input_ids']
             if len(token_ids) != 1:
@@ -197,6 +200,7 @@ class ClocTextModel(BaseModel):
     def encode_pretraining_text(self, texts: List[str]) -> torch.Tensor:
         """Token features [N, context_length, language_dim] of ``SOT text EOT`` with
         the causal mask, exactly as in pretraining (for checks)."""
-        token_ids = self.text_tokenizer(list(texts)).to(self.text_encoder.positional_embedding.device)
+        device = self.text_encoder.positional_embedding.device
+        token_ids = self.text_tokenizer(list(texts)).to(device)
         mask, positions = self._causal_layout(token_ids)
         return self.encode_tokens(token_ids, positions, mask)

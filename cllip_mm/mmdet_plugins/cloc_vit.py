@@ -9,7 +9,7 @@ from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
-from cllip_mm.models.backbones import VisionTransformer
+from cllip_mm.models.backbones import VisionTransformer, ViTOutput
 from cllip_mm.models.layers import resize_pos_embed
 
 
@@ -135,16 +135,22 @@ class ClocViT(BaseModule):
         """Number of transformer blocks (for layer-wise LR decay)."""
         return self.vit.num_layers
 
-    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] normalised RGB, H and W multiples of ``patch_size`` ->
-        the patch map [B, C, H/p, W/p] of the cllip_mm encoder."""
+    def encode(self, x: torch.Tensor) -> ViTOutput:
+        """The cllip_mm encoder's full output (``patch_tokens``, ``patch_embeds``, ...).
+
+        x: [B, 3, H, W] normalised RGB, H and W multiples of ``patch_size``.
+        """
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
                 f'{type(self).__name__}: input size {(h, w)} is not a multiple of the '
                 f'patch size {self.patch_size}; set the data preprocessor\'s '
                 f'pad_size_divisor to a multiple of it (e.g. {max(self.out_strides)})')
-        return self.vit(x).patch_tokens
+        return self.vit(x)
+
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> the patch map [B, C, H/p, W/p] of the cllip_mm encoder."""
+        return self.encode(x).patch_tokens
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x: [B, 3, H, W] -> one map [B, out_channels[i], H/s_i, W/s_i] per stride."""

@@ -14,6 +14,8 @@ from mmdet.structures.bbox import get_box_tensor, scale_boxes
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from cllip_mm.models.backbones import ViTOutput
+
 from .utils import build_cllip_module
 
 BOX_SOURCES = ('gt', 'proposals', 'detector')
@@ -111,9 +113,10 @@ class ClocRegionClassifier(BaseDetector):
         self._text_cache: Dict[Tuple[str, ...], Tensor] = {}
 
     # ------------------------------------------------------------------ pieces
-    def extract_feat(self, batch_inputs: Tensor) -> Tensor:
-        """[B, 3, H, W] -> patch tokens [B, C, H/p, W/p]."""
-        return self.backbone.patch_tokens(batch_inputs)
+    def extract_feat(self, batch_inputs: Tensor) -> ViTOutput:
+        """[B, 3, H, W] -> the image encoder's output (``patch_tokens`` and
+        ``patch_embeds`` [B, C, H/p, W/p] feed the Prompter)."""
+        return self.backbone.encode(batch_inputs)
 
     def class_embeddings(self, names: Sequence[str]) -> Tensor:
         """L2-normalised [C, D] embeddings of class names (template ensemble)."""
@@ -205,8 +208,9 @@ class ClocRegionClassifier(BaseDetector):
         scale = batch_inputs.new_tensor([w, h, w, h])
         for i, b in enumerate(boxes):
             padded[i, :len(b)] = b.to(padded) / scale
-        patches = self.extract_feat(batch_inputs)
-        return F.normalize(self.prompter(patches, padded.clamp(0, 1)), dim=-1)
+        vit = self.extract_feat(batch_inputs)
+        regions = self.prompter(vit.patch_tokens, padded.clamp(0, 1), vit.patch_embeds)
+        return F.normalize(regions, dim=-1)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
@@ -230,7 +234,7 @@ class ClocRegionClassifier(BaseDetector):
         """Region embeddings [B, Kmax, D] of the samples' boxes (patch tokens without
         samples)."""
         if batch_data_samples is None:
-            return self.extract_feat(batch_inputs)
+            return self.extract_feat(batch_inputs).patch_tokens
         boxes, _ = self.get_boxes(batch_inputs, batch_data_samples)
         return self.region_embeddings(batch_inputs, boxes)
 

@@ -1,14 +1,18 @@
 """The downstream configs: they parse, their models fit together, and mmdet's own
 tools/train.py and tools/test.py run the tiny variants from a converted checkpoint."""
 import glob
+import inspect
 import os.path as osp
 import runpy
 import sys
 
 import mmdet
 import pytest
+import torch
 from mmengine import Config
+from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
+from mmengine.visualization import Visualizer
 
 MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 CONFIGS = dict(
@@ -58,6 +62,31 @@ def test_configs_inherit_mmdet_and_use_the_plugins(name, repo_root):
         assert set(types) == {'RefExpMetric'}
 
 
+@pytest.mark.parametrize('name,pretrain', [
+    ('zeroshot', 'configs/_base_/models/cloc_vit-b16.py'),
+    ('zeroshot_tiny', 'configs/_base_/models/cloc_vit-tiny-p8.py')])
+def test_encoders_match_the_pretraining_configs(name, pretrain, repo_root):
+    """The downstream encoders and Prompter have the pretraining model's shapes."""
+    from cllip_mm.models import TextTransformer, VisionTransformer
+
+    def effective(cfg, cls):
+        args = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+        args.update({k: v for k, v in cfg.items() if k != 'type'})
+        return args
+
+    model = Config.fromfile(osp.join(repo_root, CONFIGS[name])).model
+    cloc = Config.fromfile(osp.join(repo_root, pretrain)).model
+    vit = effective(model.backbone, VisionTransformer)
+    for key, value in effective(cloc.image_encoder, VisionTransformer).items():
+        if key not in ('frozen_stages', 'grad_checkpointing', 'drop_path_rate', 'init_cfg'):
+            assert vit[key] == value, key
+    text = effective(model.language_model.text_encoder, TextTransformer)
+    for key, value in effective(cloc.text_encoder, TextTransformer).items():
+        if key not in ('vocab_size', 'eot_token_id', 'grad_checkpointing'):  # from the tokenizer
+            assert text[key] == value, key
+    assert model.prompter == cloc.prompter
+
+
 def test_full_size_grounding_dino_fits_together(repo_root, synthetic_root):
     """ViT-B/16 pyramid channels = ChannelMapper inputs; widths match the text side."""
     from mmdet.registry import MODELS
@@ -74,12 +103,23 @@ def test_full_size_grounding_dino_fits_together(repo_root, synthetic_root):
 
 def run_mmdet_tool(tool, args, work_dir):
     """Run mmdet's tools/{train,test}.py in this process; return its log text."""
-    argv = sys.argv
+    argv, threads = sys.argv, torch.get_num_threads()
+    # The runner makes its scope / message hub / visualizer the current ones: restore
+    # them so that later tests still build in their own scope.
+    managers = (DefaultScope, MessageHub, Visualizer)
+    instances = [dict(m._instance_dict) for m in managers]
     sys.argv = [tool] + args + ['--work-dir', work_dir]
+    # One thread: tiny ops gain nothing from more, and on a busy machine OpenMP's
+    # synchronisation between threads can make each iteration 50x slower.
+    torch.set_num_threads(1)
     try:
         runpy.run_path(osp.join(MMDET_TOOLS, tool), run_name='__main__')
     finally:
         sys.argv = argv
+        torch.set_num_threads(threads)
+        for manager, saved in zip(managers, instances):
+            manager._instance_dict.clear()
+            manager._instance_dict.update(saved)
     logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')), key=osp.getmtime)
     with open(logs[-1]) as f:
         return f.read()
@@ -87,6 +127,7 @@ def run_mmdet_tool(tool, args, work_dir):
 
 def test_mmdet_tools_run_the_tiny_configs(repo_root, tiny_env, converted_checkpoint, tmp_path):
     """train.py (2 iterations + validation) then test.py, from the converted checkpoint."""
+    scope = DefaultScope.get_current_instance()
     few = ['--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
            'default_hooks.checkpoint.interval=2', 'param_scheduler.0.end=2']
     ov = osp.join(repo_root, CONFIGS['ov_tiny'])
@@ -107,3 +148,4 @@ def test_mmdet_tools_run_the_tiny_configs(repo_root, tiny_env, converted_checkpo
     log = run_mmdet_tool('test.py', [osp.join(repo_root, CONFIGS['zeroshot_tiny']),
                                      converted_checkpoint], str(tmp_path / 'zeroshot'))
     assert 'coco/novel_ap50' in log and 'coco/base_ap50' in log
+    assert DefaultScope.get_current_instance() is scope

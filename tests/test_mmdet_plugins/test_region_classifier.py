@@ -7,12 +7,14 @@ import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from mmengine import Config
 from mmengine.runner.checkpoint import load_checkpoint
 from mmengine.structures import InstanceData
 
 from cllip_mm.mmdet_plugins import ClocRegionClassifier
 
 CLASSES = ('red circle', 'blue square', 'green star')
+TINY_CLOC_CFG = osp.join(osp.dirname(__file__), '../../configs/_base_/models/cloc_vit-tiny-p8.py')
 
 
 @MODELS.register_module(force=True)
@@ -44,7 +46,7 @@ def build(synthetic_root, checkpoint=None, **kwargs):
     cfg = dict(
         backbone=dict(type='ClocViT', img_size=96, patch_size=8, width=128, layers=4, heads=4,
                       embed_dim=128, patch_token_norm='none', out_strides=(8, )),
-        prompter=dict(type='Prompter', width=128, embed_dim=128, num_layers=1, heads=4),
+        prompter=Config.fromfile(TINY_CLOC_CFG).model.prompter,
         language_model=dict(type='ClocTextModel',
                             tokenizer_path=osp.join(synthetic_root, 'tokenizer'),
                             text_encoder=dict(type='TextTransformer', context_length=40,

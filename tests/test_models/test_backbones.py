@@ -17,9 +17,9 @@ def test_vit_output_shapes_and_grid_layout():
     assert out.image_embed.shape == (2, 16)
     assert out.patch_tokens.shape == (2, 32, 4, 6)
     assert out.cls_token.shape == (2, 32)
-    # Token (i, j) of the map is the token of patch row i, column j.
-    tokens, grid = vit.forward_tokens(torch.randn(1, 3, 32, 48))
-    assert grid == (4, 6)
+    assert out.patch_embeds.shape == (2, 32, 4, 6)
+    tokens, patch_embeds = vit.forward_tokens(torch.randn(1, 3, 32, 48))
+    assert tokens.shape == (1, 1 + 4 * 6, 32)
 
 
 def test_vit_patch_token_is_local_to_its_patch_without_blocks():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cllip_mm.models.prompters import GroundingHead, Prompter
@@ -52,7 +53,7 @@ def test_roi_pooler_ablation_skips_layers():
         p.data.add_(1.0)
     expected = prompter.proj(prompter.ln_out(
         prompter.encode_boxes(boxes) + prompter.box_type_embed
-        + prompter.roi_proj(prompter.roi_features(tokens, boxes))))
+        + prompter.roi_proj['final'](prompter.roi_features(tokens, boxes))))
     torch.testing.assert_close(prompter(tokens, boxes), expected)
 
 
@@ -62,3 +63,37 @@ def test_grounding_head_outputs_normalised_cxcywh():
     boxes = head(torch.randn(2, 3, 16), torch.randn(2, 32, 6, 6), prompter)
     assert boxes.shape == (2, 3, 4)
     assert bool(((boxes > 0) & (boxes < 1)).all())
+
+
+def test_roi_sources_patch_embed_and_both():
+    tokens, embeds = torch.randn(1, 32, 6, 6), torch.randn(1, 32, 6, 6)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])
+    stem = make_prompter(roi_sources=('patch_embed', ))
+    # The stem map is required when it is a source.
+    with pytest.raises(ValueError, match='patch_embed'):
+        stem(tokens, boxes)
+    both = make_prompter(roi_sources=('final', 'patch_embed'))
+    assert set(both.roi_proj) == {'final', 'patch_embed'}
+    a = both(tokens, boxes, embeds)
+    b = both(tokens, boxes, embeds + 1.0)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match='roi_sources'):
+        make_prompter(roi_sources=('nope', ))
+
+
+def test_context_sources_add_stem_tokens_to_what_layers_attend_to():
+    tokens, embeds = torch.randn(1, 32, 6, 6), torch.randn(1, 32, 6, 6)
+    prompter = make_prompter(context_sources=('final', 'patch_embed'))
+    context = prompter.image_context(tokens, embeds)
+    expected = tokens.flatten(2).transpose(1, 2) + prompter.context_proj['patch_embed'](
+        embeds.flatten(2).transpose(1, 2))
+    torch.testing.assert_close(context, expected)
+    head = GroundingHead(embed_dim=16, width=32)
+    text = torch.randn(1, 2, 16)
+    a = head(text, tokens, prompter, embeds)
+    b = head(text, tokens, prompter, embeds + 1.0)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match='patch_embed'):
+        head(text, tokens, prompter)
+    with pytest.raises(ValueError, match="must contain 'final'"):
+        make_prompter(context_sources=('patch_embed', ))

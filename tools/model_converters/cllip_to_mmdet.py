@@ -57,9 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_model(config: str, cfg_options: Sequence[str]) -> torch.nn.Module:
-    from mmengine.config import Config, DictAction
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import DefaultScope
 
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -70,8 +70,8 @@ def build_model(config: str, cfg_options: Sequence[str]) -> torch.nn.Module:
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+        return MODELS.build(cfg.model)
 
 
 def main(argv=None) -> int:

@@ -18,10 +18,13 @@ class ViTOutput(NamedTuple):
         patch_tokens (Tensor): [B, C, H/p, W/p] patch tokens as a 2-D map (row-major from
             the image's top-left; token (i, j) covers pixels [j*p, (j+1)*p) x [i*p, (i+1)*p)).
         cls_token (Tensor): [B, C] class token after ``ln_post``.
+        patch_embeds (Tensor): [B, C, H/p, W/p] the stem's patch embeddings (``conv1``
+            output, before the position embedding and ``ln_pre``), same grid.
     """
     image_embed: torch.Tensor
     patch_tokens: torch.Tensor
     cls_token: torch.Tensor
+    patch_embeds: torch.Tensor
 
 
 @MODELS.register_module()
@@ -109,22 +112,28 @@ class VisionTransformer(BaseModule):
         """Position embedding [1 + h*w, C] for a patch grid (h, w)."""
         return resize_pos_embed(self.positional_embedding, self.grid_size, tuple(grid))
 
-    def forward_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """Run the blocks. images: [B, 3, H, W] normalised -> ([B, 1 + h*w, C], (h, w))."""
-        x = self.conv1(images)
-        grid = x.shape[-2:]
-        x = x.flatten(2).transpose(1, 2)
+    def forward_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Run the blocks.
+
+        Args:
+            images (Tensor): [B, 3, H, W] normalised RGB.
+
+        Returns:
+            tuple: block outputs [B, 1 + h*w, C] (class token first) and the stem's
+            patch embeddings [B, C, h, w].
+        """
+        patch_embeds = self.conv1(images)
+        x = patch_embeds.flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.pos_embed_for(grid).to(x.dtype)
-        x = self.transformer(self.ln_pre(x))
-        return x, tuple(grid)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed_for(patch_embeds.shape[-2:]).to(x.dtype)
+        return self.transformer(self.ln_pre(x)), patch_embeds
 
     def forward(self, images: torch.Tensor) -> ViTOutput:
         """images: [B, 3, H, W] normalised RGB, H and W multiples of ``patch_size``."""
-        tokens, (h, w) = self.forward_tokens(images)
+        tokens, patch_embeds = self.forward_tokens(images)
         cls_token = self.ln_post(tokens[:, 0])
         patches = tokens[:, 1:]
         if self.patch_token_norm == 'ln_post':
             patches = self.ln_post(patches)
-        patch_map = patches.transpose(1, 2).unflatten(2, (h, w))
-        return ViTOutput(cls_token @ self.proj, patch_map, cls_token)
+        patch_map = patches.transpose(1, 2).unflatten(2, patch_embeds.shape[-2:])
+        return ViTOutput(cls_token @ self.proj, patch_map, cls_token, patch_embeds)

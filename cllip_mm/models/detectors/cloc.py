@@ -157,8 +157,8 @@ class CLOC(BaseModel):
             return self._embed_crops(images, boxes)
         if self.prompter is None:
             raise ValueError("mode='prompter' needs a prompter")
-        patch_tokens = self.image_encoder(images).patch_tokens
-        return F.normalize(self.prompter(patch_tokens, boxes), dim=-1)
+        vit = self.image_encoder(images)
+        return F.normalize(self.prompter(vit.patch_tokens, boxes, vit.patch_embeds), dim=-1)
 
     def ground(self, images: torch.Tensor, texts: Sequence[Sequence[str]]) -> List[torch.Tensor]:
         """Boxes of text prompts.
@@ -178,8 +178,9 @@ class CLOC(BaseModel):
         prompts = phrase_embeds.new_zeros(len(texts), r_max, phrase_embeds.shape[-1])
         valid = torch.arange(r_max, device=images.device)[None] < torch.tensor(counts, device=images.device)[:, None]
         prompts[valid] = phrase_embeds
-        patch_tokens = self.image_encoder(images).patch_tokens
-        boxes = bbox_cxcywh_to_xyxy(self.grounding_head(prompts, patch_tokens, self.prompter))
+        vit = self.image_encoder(images)
+        boxes = bbox_cxcywh_to_xyxy(
+            self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds))
         return [b[:n] for b, n in zip(boxes, counts)]
 
     def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor, chunk: int = 256) -> torch.Tensor:
@@ -241,14 +242,14 @@ class CLOC(BaseModel):
         region_image_index = regions.valid.nonzero()[:, 0]
 
         if self.region_loss is not None:
-            region_embeds = F.normalize(self.prompter(vit.patch_tokens, regions.boxes), dim=-1)
+            region_embeds = F.normalize(self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
             losses['loss_region'] = self.region_loss(
                 region_embeds[regions.valid], phrase_embeds, region_phrase_index,
                 phrase_keys(distinct).to(inputs.device), region_image_index)
         if self.grounding_loss is not None:
             prompts = phrase_embeds.new_zeros(*regions.valid.shape, phrase_embeds.shape[-1])
             prompts[regions.valid] = phrase_embeds[region_phrase_index]
-            pred = self.grounding_head(prompts, vit.patch_tokens, self.prompter)
+            pred = self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds)
             losses['loss_ground'] = self.grounding_loss(pred[regions.valid], regions.boxes[regions.valid])
         if len(distinct) > 1:
             with torch.no_grad():
@@ -266,7 +267,7 @@ class CLOC(BaseModel):
         text_embeds = self.embed_texts([s.caption for s in data_samples])
         regions = pack_regions(data_samples, inputs.shape[-2:], inputs.device)
         if self.region_embed_mode == 'prompter':
-            region_embeds = F.normalize(self.prompter(vit.patch_tokens, regions.boxes), dim=-1)
+            region_embeds = F.normalize(self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
         else:
             region_embeds = self._embed_crops(inputs, regions.boxes)
 
@@ -281,7 +282,7 @@ class CLOC(BaseModel):
             prompts = phrase_embeds.new_zeros(*regions.valid.shape, phrase_embeds.shape[-1])
             prompts[regions.valid] = phrase_embeds
             ground_boxes = bbox_cxcywh_to_xyxy(
-                self.grounding_head(prompts, vit.patch_tokens, self.prompter))
+                self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds))
 
         h, w = inputs.shape[-2:]
         scale = inputs.new_tensor([w, h, w, h])

@@ -32,16 +32,22 @@ class GroundingHead(BaseModule):
         self.text_type_embed = nn.Parameter(torch.zeros(width))
         self.box_head = MLP(width, width, 4, num_box_layers)
 
-    def forward(self, text_embeds: torch.Tensor, patch_tokens: torch.Tensor,
-                prompter: Prompter) -> torch.Tensor:
+    def forward(self,
+                text_embeds: torch.Tensor,
+                patch_tokens: torch.Tensor,
+                prompter: Prompter,
+                patch_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             text_embeds (Tensor): [B, R, D] embeddings of the phrases to ground.
-            patch_tokens (Tensor): [B, C, h, w] from the image encoder.
-            prompter (Prompter): Whose layers are shared.
+            patch_tokens (Tensor): [B, C, h, w] output tokens of the image encoder.
+            prompter (Prompter): Whose layers (and image context) are shared.
+            patch_embeds (Tensor, optional): [B, C, h, w] the stem's patch embeddings,
+                when the prompter's ``context_sources`` use them.
 
         Returns:
             Tensor: [B, R, 4] boxes, normalised cxcywh in (0, 1).
         """
         prompts = self.text_proj(text_embeds) + self.text_type_embed
-        return self.box_head(prompter.run_layers(prompts, patch_tokens)).sigmoid()
+        context = prompter.image_context(patch_tokens, patch_embeds)
+        return self.box_head(prompter.run_layers(prompts, context)).sigmoid()

@@ -1,10 +1,11 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """The Prompter: a box prompt plus the image's tokens -> a region embedding."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmcv.ops import roi_align
+from mmdet.models.layers import SinePositionalEncoding
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmengine.model import BaseModule
@@ -44,13 +45,19 @@ class PrompterLayer(nn.Module):
 
 @MODELS.register_module()
 class Prompter(BaseModule):
+    TOKEN_MAPS = ('final', 'patch_embed')
+
     """Turns box prompts into region embeddings (spec 3.3).
 
     1. ``box_embed = MLP(sine(box cxcywh))`` + a learned "box" type embedding;
-    2. ``roi = Linear(mean_kxk(RoIAlign(patch_tokens, box)))`` (``mmcv.ops.roi_align``,
-       ``aligned=True``; boxes are mapped to the patch grid, i.e. spatial_scale 1/p);
+    2. ``roi = Linear(mean_kxk(RoIAlign(tokens, box)))`` (``mmcv.ops.roi_align``,
+       ``aligned=True``; boxes are mapped to the patch grid, i.e. spatial_scale 1/p),
+       one linear layer per map in ``roi_sources``: 'final' (the encoder's output
+       patch tokens) and/or 'patch_embed' (the stem's patch embeddings);
     3. ``num_layers`` :class:`PrompterLayer` onto the image tokens (skipped when
-       ``region_pooler='roi'``, the "pool the patches in the box" ablation);
+       ``region_pooler='roi'``, the "pool the patches in the box" ablation); the image
+       tokens are the sum over ``context_sources`` ('final' as is, 'patch_embed'
+       through a linear layer);
     4. LayerNorm and a linear projection to ``embed_dim`` (normalised by the caller).
 
     Args:
@@ -63,7 +70,16 @@ class Prompter(BaseModule):
         roi_sampling_ratio (int): RoIAlign samples per bin (0 = adaptive).
         box_encoding_feats (int): Sine features per box coordinate.
         region_pooler (str): 'prompter' (default) or 'roi'.
-        use_roi_features (bool): Add the RoIAlign content to the prompt token.
+        roi_sources (sequence[str]): Which token maps RoIAlign pools the prompt token's
+            content from (summed): 'final' and/or 'patch_embed'; empty for none. From
+            scratch, the encoder's deep tokens carry little appearance information early
+            in training (docs/region_effect.md measures it), so the CPU demo pools the
+            stem's patch embeddings; an encoder started from CLIP can use 'final'.
+        context_sources (sequence[str]): Which token maps make the image tokens that
+            the layers attend to (summed), like ``roi_sources``; must contain 'final'.
+        context_pos_encoding (bool): Add a fixed 2-D sine encoding of each token's
+            position (mmdet's ``SinePositionalEncoding``) to the image tokens, so that
+            what a prompt attends to says where it is (helps the grounding head).
         act (str): Activation in the MLPs.
     """
 
@@ -77,7 +93,9 @@ class Prompter(BaseModule):
                  roi_sampling_ratio: int = 2,
                  box_encoding_feats: int = 32,
                  region_pooler: str = 'prompter',
-                 use_roi_features: bool = True,
+                 roi_sources: Sequence[str] = ('final', ),
+                 context_sources: Sequence[str] = ('final', ),
+                 context_pos_encoding: bool = False,
                  act: str = 'gelu',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -86,14 +104,25 @@ class Prompter(BaseModule):
         self.width = width
         self.embed_dim = embed_dim
         self.region_pooler = region_pooler
-        self.use_roi_features = use_roi_features
+        for name, sources in (('roi_sources', roi_sources), ('context_sources', context_sources)):
+            unknown = set(sources) - set(self.TOKEN_MAPS)
+            if unknown:
+                raise ValueError(f'{name} must be in {self.TOKEN_MAPS}, got {sorted(unknown)}')
+        if 'final' not in context_sources:
+            raise ValueError(f"context_sources must contain 'final', got {tuple(context_sources)}")
+        self.roi_sources = tuple(roi_sources)
+        self.context_sources = tuple(context_sources)
         self.roi_output_size = roi_output_size
         self.roi_sampling_ratio = roi_sampling_ratio
         self.box_encoding_feats = box_encoding_feats
         self.box_mlp = nn.Sequential(
             nn.Linear(4 * box_encoding_feats, width), build_activation(act), nn.Linear(width, width))
         self.box_type_embed = nn.Parameter(torch.zeros(width))
-        self.roi_proj = nn.Linear(width, width)
+        self.roi_proj = nn.ModuleDict({source: nn.Linear(width, width) for source in self.roi_sources})
+        self.context_pos_encoding = (
+            SinePositionalEncoding(num_feats=width // 2, normalize=True) if context_pos_encoding else None)
+        self.context_proj = nn.ModuleDict(
+            {source: nn.Linear(width, width) for source in self.context_sources if source != 'final'})
         self.layers = nn.ModuleList(
             PrompterLayer(width, heads, mlp_ratio, act) for _ in range(num_layers))
         self.ln_out = nn.LayerNorm(width)
@@ -124,27 +153,57 @@ class Prompter(BaseModule):
                            self.roi_sampling_ratio, 'avg', True)
         return pooled.mean(dim=(2, 3)).to(patch_tokens.dtype).unflatten(0, (b, r))
 
-    def run_layers(self, prompts: torch.Tensor, patch_tokens: torch.Tensor) -> torch.Tensor:
-        """The shared prompter layers. prompts [B, R, C], patch_tokens [B, C, h, w] -> [B, R, C]."""
-        image_tokens = patch_tokens.flatten(2).transpose(1, 2)
+    @staticmethod
+    def _token_map(source: str, patch_tokens: torch.Tensor,
+                   patch_embeds: Optional[torch.Tensor]) -> torch.Tensor:
+        token_map = patch_tokens if source == 'final' else patch_embeds
+        if token_map is None:
+            raise ValueError(f'the Prompter reads {source!r} token maps but none were given '
+                             '(pass patch_embeds=ViTOutput.patch_embeds)')
+        return token_map
+
+    def image_context(self, patch_tokens: torch.Tensor,
+                      patch_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The image tokens [B, h*w, C] that the layers attend to (see ``context_sources``)."""
+        context = patch_tokens.flatten(2).transpose(1, 2)
+        for source, proj in self.context_proj.items():
+            token_map = self._token_map(source, patch_tokens, patch_embeds)
+            context = context + proj(token_map.flatten(2).transpose(1, 2))
+        if self.context_pos_encoding is not None:
+            b, _, h, w = patch_tokens.shape
+            no_padding = patch_tokens.new_zeros(b, h, w, dtype=torch.bool)
+            pos = self.context_pos_encoding(no_padding).to(context.dtype)  # [B, C, h, w]
+            context = context + pos.flatten(2).transpose(1, 2)
+        return context
+
+    def run_layers(self, prompts: torch.Tensor, image_context: torch.Tensor) -> torch.Tensor:
+        """The shared prompter layers. prompts [B, R, C], image_context [B, N, C] (from
+        :meth:`image_context`) -> [B, R, C]."""
         for layer in self.layers:
-            prompts = layer(prompts, image_tokens)
+            prompts = layer(prompts, image_context)
         return prompts
 
-    def forward(self, patch_tokens: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                patch_tokens: torch.Tensor,
+                boxes: torch.Tensor,
+                patch_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Region embeddings, *not* normalised.
 
         Args:
-            patch_tokens (Tensor): [B, C, h, w] from the image encoder.
+            patch_tokens (Tensor): [B, C, h, w] output tokens of the image encoder.
             boxes (Tensor): [B, R, 4] normalised xyxy in [0, 1] of the network input.
                 Padding rows are allowed; their outputs are simply ignored by the caller.
+            patch_embeds (Tensor, optional): [B, C, h, w] the encoder stem's patch
+                embeddings (``ViTOutput.patch_embeds``); needed when 'patch_embed' is in
+                ``roi_sources`` or ``context_sources``.
 
         Returns:
             Tensor: [B, R, D].
         """
         tokens = self.encode_boxes(boxes) + self.box_type_embed
-        if self.use_roi_features:
-            tokens = tokens + self.roi_proj(self.roi_features(patch_tokens, boxes))
+        for source, proj in self.roi_proj.items():
+            token_map = self._token_map(source, patch_tokens, patch_embeds)
+            tokens = tokens + proj(self.roi_features(token_map, boxes))
         if self.region_pooler == 'prompter':
-            tokens = self.run_layers(tokens, patch_tokens)
+            tokens = self.run_layers(tokens, self.image_context(patch_tokens, patch_embeds))
         return self.proj(self.ln_out(tokens))

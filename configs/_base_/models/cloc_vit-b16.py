@@ -25,6 +25,7 @@ model = dict(
         patch_token_norm='none'),
     text_encoder=dict(
         type='TextTransformer',
+        vocab_size=49408,  # CLIP's BPE vocabulary
         context_length=77,
         width=512,
         layers=12,

@@ -1,11 +1,12 @@
-# The CLOC ViT-B/16 encoders (CLIP sizes: 224 px, width 768 / 12 blocks; text width 512,
-# 12 blocks, context 77) as mmdet components, for the downstream configs.
+# The CLOC ViT-B/16 encoders of configs/_base_/models/cloc_vit-b16.py (CLIP sizes: 224 px,
+# width 768 / 12 blocks; text width 512, 12 blocks, context 77) as mmdet components, for
+# the downstream configs.
 # `cloc_checkpoint`: the output of tools/model_converters/cllip_to_mmdet.py; `cloc_tokenizer`:
 # the tokenizer the encoders were pretrained with. Set them with the environment variables
 # CLOC_CHECKPOINT / CLOC_TOKENIZER, or with --cfg-options on
 # model.backbone.init_cfg.checkpoint and model.language_model.init_cfg.checkpoint.
 cloc_checkpoint = '{{$CLOC_CHECKPOINT:work_dirs/cloc_vit-b16/cloc_mmdet.pth}}'
-cloc_tokenizer = '{{$CLOC_TOKENIZER:data/clip_tokenizer}}'
+cloc_tokenizer = '{{$CLOC_TOKENIZER:data/tokenizers/clip}}'
 
 # CLIP's mean / std on the 0-255 scale (spec section 2); pipelines carry BGR.
 cloc_data_preprocessor = dict(
@@ -33,9 +34,10 @@ cloc_vit_channels = [384, 768, 768]
 cloc_text_model = dict(
     type='ClocTextModel',
     tokenizer_path=cloc_tokenizer,
+    # configs/_base_/models/cloc_vit-b16.py's text tower.
     text_encoder=dict(
-        type='TextTransformer', context_length=77, width=512, layers=12, heads=8,
-        embed_dim=512),
+        type='TextTransformer', vocab_size=49408, context_length=77, width=512, layers=12,
+        heads=8, embed_dim=512),
     max_tokens=256,
     pad_to_max=False,
     use_sub_sentence_represent=True,

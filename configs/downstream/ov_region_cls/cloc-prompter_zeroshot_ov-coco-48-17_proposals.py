@@ -25,7 +25,7 @@ model = dict(
     # The patch tokens only: no pyramid level besides the patch stride.
     backbone=dict(_base_.cloc_vit, out_strides=(16, ), grad_checkpointing=False,
                   init_cfg=None),
-    # Must match the pretraining config's Prompter.
+    # configs/_base_/models/cloc_vit-b16.py's Prompter (must match the pretraining one).
     prompter=dict(type='Prompter', width=768, embed_dim=512, num_layers=1, heads=12),
     language_model=dict(_base_.cloc_text_model, init_cfg=None),
     box_source='proposals',

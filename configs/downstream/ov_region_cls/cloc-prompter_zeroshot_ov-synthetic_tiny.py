@@ -12,10 +12,13 @@ data_root = _base_.synthetic_root
 model = dict(
     data_preprocessor=_base_.tiny_data_preprocessor,
     backbone=dict(_base_.tiny_vit, _delete_=True, out_strides=(8, ), init_cfg=None),
+    # configs/_base_/models/cloc_vit-tiny-p8.py's Prompter.
     prompter=dict(_delete_=True, type='Prompter', width=128, embed_dim=128, num_layers=1,
-                  heads=4),
+                  heads=4, roi_sources=('patch_embed', )),
     language_model=dict(_base_.tiny_text_model, _delete_=True, init_cfg=None),
-    prompt_templates=('a photo of a {}.', 'a {} on a background.'),
+    # Bare phrases, as the demo CLOC learnt them (its region phrases are "red circle");
+    # templates such as 'a photo of a {}.' cost it most of its AP.
+    prompt_templates=('{}', ),
     score_fusion=dict(base_classes=_base_.synthetic_base_classes))
 
 test_pipeline = [
@@ -24,7 +27,8 @@ test_pipeline = [
     dict(type='LoadProposals', num_max_proposals=None),
     dict(
         type='ProposalBroadcaster',
-        transforms=[dict(type='Resize', scale=(160, 160), keep_ratio=True)]),
+        # The pretraining input size (configs/_base_/datasets/synthetic_regions_96.py).
+        transforms=[dict(type='Resize', scale=(96, 96), keep_ratio=False)]),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text',
                     'custom_entities'))

@@ -13,6 +13,7 @@
 #          work_dirs/<this file>/iter_10000.pth hf_cloc_vit-b16
 _base_ = [
     '../_base_/models/cloc_vit-b16.py',
+    '../_base_/datasets/region_text_224.py',
     '../_base_/default_runtime.py',
 ]
 clip_checkpoint = 'checkpoints/clip_vit-b16_openai.pth'
@@ -29,55 +30,7 @@ model = dict(
     # grounding head and region loss start fresh (listed as missing keys in the log).
     init_cfg=dict(type='Pretrained', checkpoint=clip_checkpoint))
 
-# ------------------------------------------------------------------ data (spec 5.1 JSON Lines)
-dataset_type = 'RegionTextDataset'
-data_root = 'data/region_text/'
-img_size = (224, 224)
-
-train_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
-    dict(type='RandomResizedCropWithRegions', size=img_size, scale=(0.6, 1.0), min_area_ratio=0.3),
-    dict(type='RandomFlipWithPhrases', prob=0.5, direction='horizontal'),
-    dict(type='SampleRegions', max_regions=8),
-    dict(type='PackRegionTextInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
-    dict(type='Resize', scale=img_size, keep_ratio=False),
-    dict(type='PackRegionTextInputs'),
-]
-train_dataloader = dict(
-    batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/train.jsonl',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=4,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/val.jsonl',
-        return_vocabulary=True,
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = [
-    dict(type='RegionClassificationMetric'),
-    dict(type='ImageTextRetrievalMetric'),
-    dict(type='GroundingMetric'),
-]
-test_evaluator = val_evaluator
+train_dataloader = dict(batch_size=128)
 
 # ------------------------------------------------------------------ schedule (fine-tuning)
 max_iters = 10000

@@ -1,0 +1,158 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Pretrain -> convert -> fine-tune, end to end through MMDetection's own tools.
+
+For every tiny downstream config (configs/downstream/*/*_tiny.py) this runs, each in a
+subprocess: mmdet's ``tools/train.py`` for a few iterations (Grounding DINO configs)
+and ``tools/test.py`` (on the fine-tuned checkpoint, or on the converted one for the
+zero-shot Prompter config), from a tiny CLOC checkpoint converted by
+``tools/model_converters/cllip_to_mmdet.py``. It checks that mmdet's metric names are
+printed and prints one JSON document with the metrics and wall times.
+
+    python benchmarks/mmdet_downstream_e2e.py                 # random tiny CLOC, new data
+    python benchmarks/mmdet_downstream_e2e.py \\
+        --cloc-checkpoint work_dirs/cloc_vit-tiny-p8_1x64_600it_synthetic/iter_600.pth \\
+        --data-root data/cloc_demo --iters 200
+
+Exit status 1 if a step fails or a metric name is missing.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CONFIGS = {
+    'ov_coco': ('configs/downstream/ov_coco/grounding-dino_cloc-vit-tiny-p8_ov-synthetic_tiny.py',
+                ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP')),
+    'refexp': ('configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_refexp-synthetic_tiny.py',
+               ('refexp/refcoco_precision@1', 'refexp/mean_precision')),
+    'ov_region_cls': ('configs/downstream/ov_region_cls/cloc-prompter_zeroshot_ov-synthetic_tiny.py',
+                      ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP')),
+}
+TINY_CLOC_CFG = 'configs/_base_/models/cloc_vit-tiny-p8.py'
+
+
+def mmdet_tools() -> str:
+    import mmdet
+    return osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
+
+
+def run(cmd, env, log_path) -> str:
+    """Run ``cmd``; keep its output in ``log_path``; return it (raise on failure)."""
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    with open(log_path, 'w') as f:
+        f.write(proc.stdout)
+    if proc.returncode:
+        tail = '\n'.join(proc.stdout.splitlines()[-30:])
+        raise RuntimeError(f'{" ".join(cmd)} failed ({proc.returncode}); log: {log_path}\n{tail}')
+    return proc.stdout
+
+
+def final_metrics(output: str, mode: str) -> dict:
+    """``name: value`` pairs of the last ``Iter(<mode>)`` / ``Epoch(<mode>)`` line with
+    metrics (mmengine's LoggerHook)."""
+    lines = [line for line in output.splitlines()
+             if re.search(rf'(Iter|Epoch)\({mode}\)', line) and ('coco/' in line or 'refexp/' in line)]
+    if not lines:
+        return {}
+    return {k: float(v) for k, v in re.findall(r'(\S+/\S+): (-?[\d.]+)', lines[-1])}
+
+
+def make_cloc_checkpoint(tokenizer_dir: str, path: str) -> None:
+    import torch
+    from mmengine import Config
+
+    import cllip_mm.models  # noqa: F401
+    from cllip_mm.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, TINY_CLOC_CFG)).model
+    cfg.tokenizer.path = tokenizer_dir
+    torch.manual_seed(0)
+    torch.save({'state_dict': MODELS.build(cfg).state_dict(), 'meta': {}}, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--work-dir', default='work_dirs/mmdet_downstream_e2e')
+    parser.add_argument('--cloc-checkpoint', help='a tiny CLOC pretraining checkpoint '
+                        '(default: a randomly initialised one)')
+    parser.add_argument('--data-root', help='a synthetic set (default: a new one in work-dir)')
+    parser.add_argument('--num-train', type=int, default=32)
+    parser.add_argument('--num-val', type=int, default=16)
+    parser.add_argument('--iters', type=int, default=4, help='fine-tuning iterations')
+    parser.add_argument('--only', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
+    args = parser.parse_args(argv)
+
+    work_dir = osp.abspath(args.work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    py = sys.executable
+    timings, summary, failures = {}, {}, []
+
+    start = time.perf_counter()
+    data_root = osp.abspath(args.data_root) if args.data_root else osp.join(work_dir, 'data')
+    if not args.data_root:
+        run([py, 'tools/dataset_converters/generate_synthetic_regions.py', '--out', data_root,
+             '--num-train', str(args.num_train), '--num-val', str(args.num_val)], env,
+            osp.join(work_dir, 'generate.log'))
+    run([py, 'tools/dataset_converters/synthetic_to_coco.py', data_root], env,
+        osp.join(work_dir, 'synthetic_to_coco.log'))
+    timings['data'] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    source = args.cloc_checkpoint
+    if source is None:
+        source = osp.join(work_dir, 'cloc_tiny_random.pth')
+        make_cloc_checkpoint(osp.join(data_root, 'tokenizer'), source)
+    converted = osp.join(work_dir, 'cloc_mmdet.pth')
+    report = run([py, 'tools/model_converters/cllip_to_mmdet.py', source, converted], env,
+                 osp.join(work_dir, 'convert.log'))
+    timings['convert'] = time.perf_counter() - start
+    print(report)
+
+    env.update(CLOC_SYNTHETIC_ROOT=data_root.rstrip('/') + '/', CLOC_TINY_CHECKPOINT=converted)
+    tools = mmdet_tools()
+    schedule = ['--cfg-options', f'train_cfg.max_iters={args.iters}',
+                f'train_cfg.val_interval={args.iters}',
+                f'default_hooks.checkpoint.interval={args.iters}',
+                f'param_scheduler.0.end={args.iters}']
+    for name in args.only:
+        config, names = CONFIGS[name]
+        run_dir = osp.join(work_dir, name)
+        result = {}
+        try:
+            checkpoint = converted
+            if 'zeroshot' not in config:
+                start = time.perf_counter()
+                out = run([py, osp.join(tools, 'train.py'), config, '--work-dir', run_dir]
+                          + schedule, env, osp.join(work_dir, f'{name}_train.log'))
+                timings[f'{name}/train'] = time.perf_counter() - start
+                result['val'] = final_metrics(out, 'val')
+                checkpoint = osp.join(run_dir, f'iter_{args.iters}.pth')
+            start = time.perf_counter()
+            out = run([py, osp.join(tools, 'test.py'), config, checkpoint, '--work-dir',
+                       run_dir + '_test'], env, osp.join(work_dir, f'{name}_test.log'))
+            timings[f'{name}/test'] = time.perf_counter() - start
+            result['test'] = final_metrics(out, 'test')
+            for split, metrics in result.items():
+                missing = [n for n in names if n not in metrics]
+                if missing:
+                    failures.append(f'{name} ({split}): metrics {missing} not printed')
+        except RuntimeError as e:
+            failures.append(f'{name}: {e}')
+        summary[name] = result
+
+    print(json.dumps(dict(metrics=summary, seconds={k: round(v, 1) for k, v in timings.items()},
+                          failures=failures), indent=2))
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,146 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Why the region branch stalls from scratch: probes and short training loops.
+
+1. Linear probes (32-way phrase, 8-way colour) on RoIAlign-pooled features of an
+   *untrained* encoder, for each token map: pixels, the stem's patch embeddings,
+   after ``ln_pre``, the blocks' output, after ``ln_post``.
+2. Short loops (CLIP + region + grounding loss on a fixed set of batches) for Prompter
+   variants, reporting ``loss_region``, train-batch region accuracy, grounding
+   accuracy and the mean phrase cosine.
+
+    python benchmarks/region_probe.py [--steps 150] [--variants final patch_embed]
+
+Prints one JSON document. Needs the demo set (``python tools/run_demo.py`` writes it).
+"""
+import argparse
+import copy
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+from mmcv.ops import roi_align
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+
+from cllip_mm.datasets.synthetic import all_phrases
+from cllip_mm.models.detectors.cloc import pack_regions
+from cllip_mm.models.losses import phrase_keys
+from cllip_mm.registry import DATASETS, MODELS
+from cllip_mm.utils import register_all_modules
+
+CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py'
+VARIANTS = {
+    'final': dict(roi_sources=('final', ), context_sources=('final', )),
+    'patch_embed': dict(roi_sources=('patch_embed', ), context_sources=('final', 'patch_embed')),
+}
+
+
+def linear_probe(x, y, num_classes, train_frac=0.75, iters=300):
+    n = int(len(y) * train_frac)
+    x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
+    w = torch.zeros(x.shape[1], num_classes, requires_grad=True)
+    opt = torch.optim.Adam([w], 1e-2)
+    for _ in range(iters):
+        loss = F.cross_entropy(x[:n] @ w, y[:n]) + 1e-3 * w.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return ((x[n:] @ w).argmax(1) == y[n:]).float().mean().item()
+
+
+@torch.no_grad()
+def probes(model, batches):
+    names = all_phrases()
+    vit = model.image_encoder
+    feats, labels = {}, []
+    for batch in batches:
+        data = model.data_preprocessor(batch, False)
+        x, samples = data['inputs'], data['data_samples']
+        regions = pack_regions(samples, x.shape[-2:], x.device)
+        tokens, stem = vit.forward_tokens(x)
+        grid = stem.shape[-2:]
+        maps = {
+            'pixels': (x, vit.patch_size),
+            'stem patch embeddings': (stem, 1),
+            'after ln_pre': (vit.ln_pre(stem.flatten(2).transpose(1, 2)).transpose(1, 2).unflatten(2, grid), 1),
+            'block outputs': (tokens[:, 1:].transpose(1, 2).unflatten(2, grid), 1),
+            'after ln_post': (vit.ln_post(tokens[:, 1:]).transpose(1, 2).unflatten(2, grid), 1),
+        }
+        b, r = regions.valid.shape
+        index = torch.arange(b).repeat_interleave(r)[:, None].float()
+        for name, (fmap, scale) in maps.items():
+            boxes = regions.boxes.flatten(0, 1) * torch.tensor([grid[1], grid[0]] * 2) * scale
+            pooled = roi_align(fmap, torch.cat([index, boxes], 1), 4, 1.0, 2, 'avg', True).mean((2, 3))
+            feats.setdefault(name, []).append(pooled[regions.valid.flatten()])
+        labels += [names.index(p) for p in regions.phrases]
+    y = torch.tensor(labels)
+    return {name: dict(phrase_acc=round(linear_probe(torch.cat(f), y, 32), 3),
+                       colour_acc=round(linear_probe(torch.cat(f), y // 4, 8), 3))
+            for name, f in feats.items()}
+
+
+def short_loop(cfg, batches, variant, steps):
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.prompter.update(VARIANTS[variant])
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.05)
+    log, start = [], time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group['lr'] = 1e-3 * min(1.0, (step + 1) / 30)
+        data = model.data_preprocessor(batches[step % len(batches)], True)
+        x, samples = data['inputs'], data['data_samples']
+        vit = model.image_encoder(x)
+        regions = pack_regions(samples, x.shape[-2:], x.device)
+        distinct = list(dict.fromkeys(regions.phrases))
+        index = torch.tensor([distinct.index(p) for p in regions.phrases])
+        phrases = model.embed_phrases(distinct)
+        embeds = F.normalize(model.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
+        embeds = embeds[regions.valid]
+        loss_region = model.region_loss(embeds, phrases, index, phrase_keys(distinct),
+                                        regions.valid.nonzero()[:, 0])
+        prompts = phrases.new_zeros(*regions.valid.shape, phrases.shape[-1])
+        prompts[regions.valid] = phrases[index]
+        boxes = model.grounding_head(prompts, vit.patch_tokens, model.prompter, vit.patch_embeds)[regions.valid]
+        loss_ground = model.grounding_loss(boxes, regions.boxes[regions.valid])
+        loss_clip = model.clip_loss(F.normalize(vit.image_embed, dim=-1),
+                                    model.embed_texts([s.caption for s in samples]))
+        opt.zero_grad()
+        (loss_clip + loss_region + loss_ground).backward()
+        opt.step()
+        if step % 25 == 0 or step == steps - 1:
+            with torch.no_grad():
+                iou = bbox_overlaps(bbox_cxcywh_to_xyxy(boxes), regions.boxes[regions.valid], is_aligned=True)
+                cos = phrases @ phrases.t()
+                log.append(dict(
+                    step=step, loss_region=round(loss_region.item(), 3), loss_clip=round(loss_clip.item(), 3),
+                    region_acc=round(((embeds @ phrases.t()).argmax(1) == index).float().mean().item(), 3),
+                    ground_acc=round((iou >= 0.5).float().mean().item(), 3),
+                    phrase_cos=round(cos[~torch.eye(len(distinct), dtype=torch.bool)].mean().item(), 3),
+                    seconds=round(time.time() - start)))
+    return log
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--steps', type=int, default=150)
+    parser.add_argument('--num-batches', type=int, default=12)
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    register_all_modules()
+    cfg = Config.fromfile(CONFIG)
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    torch.manual_seed(0)
+    batches = [pseudo_collate([dataset[i] for i in torch.randint(0, len(dataset), (64, )).tolist()])
+               for _ in range(args.num_batches)]
+    torch.manual_seed(0)
+    result = dict(probes_at_init=probes(MODELS.build(cfg.model).eval(), batches[:6]))
+    result['short_loops'] = {v: short_loop(cfg, batches, v, args.steps) for v in args.variants}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == '__main__':
+    main()

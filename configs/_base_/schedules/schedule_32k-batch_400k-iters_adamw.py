@@ -1,0 +1,31 @@
+# Paper-scale schedule (spec 6): global batch 32,768, AdamW (0.9, 0.98).
+# [paper?] The paper's peak LR, warm-up, weight decay and samples seen (its appendix table A)
+# are not checked here; these are open_clip's published ViT-B/16 values at batch 32k
+# (lr 5e-4, wd 0.2, eps 1e-6, 2k warm-up), run for ~13B samples (400k iterations).
+max_iters = 400_000
+warmup_iters = 2_000
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2),
+    clip_grad=dict(max_norm=1.0),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            'logit_scale': dict(decay_mult=0.0),
+            'logit_bias': dict(decay_mult=0.0),
+            'class_embedding': dict(decay_mult=0.0),
+            'positional_embedding': dict(decay_mult=0.0),
+            'type_embed': dict(decay_mult=0.0),
+        }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters, eta_min=0.0),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=20_000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+# lr above is for the global batch 32,768; `--auto-scale-lr` rescales for other sizes.
+auto_scale_lr = dict(enable=False, base_batch_size=32768)

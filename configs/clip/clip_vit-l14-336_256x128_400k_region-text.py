@@ -1,0 +1,9 @@
+# The CLIP baseline of configs/cloc/cloc_vit-l14-336_256x128_400k_region-text.py: the same towers, data
+# and recipe with the region terms off (spec 7: regions evaluated by crop-and-encode).
+_base_ = ['../cloc/cloc_vit-l14-336_256x128_400k_region-text.py']
+model = dict(
+    prompter=None,
+    grounding_head=None,
+    region_loss=None,
+    grounding_loss=None,
+    region_embed_mode='crop')

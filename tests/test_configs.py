@@ -1,0 +1,50 @@
+"""Every shipped config parses; the paper-scale ones build with the expected sizes."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from cllip_mm.registry import MODELS
+from cllip_mm.utils import register_all_modules
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'c*', '*.py')))
+
+register_all_modules()
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(p) for p in CONFIGS])
+def test_config_parses(path):
+    cfg = Config.fromfile(path)
+    assert cfg.model.type == 'CLOC'
+    is_clip = osp.basename(path).startswith('clip_')
+    assert (cfg.model.get('prompter') is None) == is_clip
+    assert cfg.train_cfg.max_iters > 0
+
+
+def test_vit_b16_builds_with_clip_parameter_counts():
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/cloc/cloc_vit-b16_128x256_400k_region-text.py'))
+    image_encoder = MODELS.build(cfg.model.image_encoder)
+    text_encoder = MODELS.build(dict(cfg.model.text_encoder, eot_token_id=None))
+    # OpenAI's CLIP ViT-B/16: 86,192,640 (visual) + 63,428,096 (text) + 1 (logit scale).
+    assert count(image_encoder) == 86_192_640
+    assert count(text_encoder) == 63_428_096
+    prompter = MODELS.build(cfg.model.prompter)
+    head = MODELS.build(cfg.model.grounding_head)
+    # The Prompter is light next to the encoder.
+    assert count(prompter) + count(head) < 0.15 * count(image_encoder)  # ~ one ViT block
+    assert cfg.train_dataloader.batch_size * 128 == 32768
+
+
+def test_vit_l14_336_image_encoder_size():
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/cloc/cloc_vit-l14-336_256x128_400k_region-text.py'))
+    image_encoder = MODELS.build(cfg.model.image_encoder)
+    # OpenAI's ViT-L/14@336px visual tower: 304,293,888 parameters.
+    assert count(image_encoder) == 304_293_888
+    assert image_encoder.grid_size == (24, 24)
+    assert cfg.train_dataloader.batch_size * 256 == 32768

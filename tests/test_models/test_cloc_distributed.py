@@ -1,0 +1,58 @@
+"""2 gloo processes give the CLOC losses and gradients of 1 process on the whole batch."""
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from mmengine.dataset import pseudo_collate
+from torch.nn.parallel import DistributedDataParallel
+
+from cllip_mm.registry import DATASETS, MODELS
+from cllip_mm.utils import register_all_modules
+
+BATCH = 8
+
+
+def losses_and_grads(cfg, indices, ddp):
+    register_all_modules()
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)  # deterministic pipeline
+    data = model.data_preprocessor(pseudo_collate([dataset[i] for i in indices]), True)
+    net = DistributedDataParallel(model) if ddp else model
+    losses = net(**data, mode='loss')
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    return ({k: v.item() for k, v in losses.items() if k.startswith('loss')},
+            {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+
+
+def worker(rank, port, cfg, out_dir):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    # Uneven split on purpose: ranks hold different numbers of images and regions.
+    indices = range(0, 3) if rank == 0 else range(3, BATCH)
+    result = losses_and_grads(cfg, indices, ddp=True)
+    torch.save(result, os.path.join(out_dir, f'rank{rank}.pth'))
+    dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_match_one(make_tiny_cloc_cfg, tmp_path):
+    cfg = make_tiny_cloc_cfg()
+    mp.spawn(worker, args=(free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    ref_losses, ref_grads = losses_and_grads(cfg, range(BATCH), ddp=False)
+    assert set(ref_losses) == {'loss_clip', 'loss_region', 'loss_ground'}
+    for rank in (0, 1):
+        losses, grads = torch.load(str(tmp_path / f'rank{rank}.pth'))
+        for key, value in ref_losses.items():
+            assert abs(losses[key] - value) < 1e-5, (rank, key, losses[key], value)
+        assert set(grads) == set(ref_grads)
+        for name, grad in ref_grads.items():
+            torch.testing.assert_close(grads[name], grad, atol=2e-5, rtol=1e-4, msg=name)
