@@ -99,8 +99,8 @@ else
         mmcv_args=(--force-reinstall --no-deps --no-cache-dir)
     fi
     restore_setuptools() {
-        log "restoring setuptools>=77"
-        "${PIP[@]}" install -q 'setuptools>=77'
+        log "restoring setuptools>=77,<81"
+        "${PIP[@]}" install -q 'setuptools>=77,<81'
     }
     trap restore_setuptools EXIT
     "${PIP[@]}" install -q 'setuptools<70'
@@ -110,7 +110,9 @@ else
     restore_setuptools
     trap - EXIT
 fi
-pip_install_missing 'setuptools>=77'
+# torch 2.13 needs setuptools>=77; mmengine resolves `mmdet::` config bases through
+# pkg_resources, which setuptools 81 removed.
+pip_install_missing 'setuptools>=77,<81'
 
 # 4. mmdet and the rest of requirements/runtime.txt + tests.txt.
 pip_install_missing mmdet==3.3.0 transformers tokenizers safetensors pycocotools pytest

@@ -55,7 +55,8 @@ def test_frozen_stages_and_unused_projection():
 
 
 @pytest.mark.parametrize('img_size', [None, (128, 128)])
-def test_converted_checkpoint_gives_the_cllip_patch_features(tiny_cloc, tmp_path, img_size):
+def test_converted_checkpoint_gives_the_cllip_patch_features(tiny_cloc, tmp_path, img_size,
+                                                             mmdet_scope):
     """ClocViT loaded through init_cfg from a converted checkpoint == cllip_mm encoder."""
     state_dict, report = convert_cllip_state_dict(tiny_cloc.state_dict(), img_size=img_size)
     path = str(tmp_path / 'converted.pth')

@@ -14,7 +14,14 @@ from mmengine.structures import InstanceData
 from cllip_mm.mmdet_plugins import ClocRegionClassifier
 
 CLASSES = ('red circle', 'blue square', 'green star')
+
+
 TINY_CLOC_CFG = osp.join(osp.dirname(__file__), '../../configs/_base_/models/cloc_vit-tiny-p8.py')
+
+
+@pytest.fixture(autouse=True)
+def _mmdet_scope(mmdet_scope):
+    """The classifier builds its backbone / detector from mmdet's registry."""
 
 
 @MODELS.register_module(force=True)

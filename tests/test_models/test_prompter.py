@@ -97,3 +97,14 @@ def test_context_sources_add_stem_tokens_to_what_layers_attend_to():
         head(text, tokens, prompter)
     with pytest.raises(ValueError, match="must contain 'final'"):
         make_prompter(context_sources=('patch_embed', ))
+
+
+def test_context_pos_encoding_tells_positions_apart():
+    prompter = make_prompter(context_pos_encoding=True)
+    constant = torch.ones(1, 32, 6, 6)
+    context = prompter.image_context(constant)
+    # Identical token content, distinct positions -> distinct image tokens.
+    assert context.shape == (1, 36, 32)
+    assert torch.cdist(context[0], context[0]).add(torch.eye(36)).min() > 0
+    plain = make_prompter().image_context(constant)
+    assert torch.allclose(plain[0], plain[0, :1].expand(36, -1))

@@ -30,11 +30,14 @@ model = dict(
     tokenizer=dict(type='HFTokenizer', path=tokenizer_path, context_length=40),
     phrase_context_length=8,
     clip_loss=dict(type='ClipContrastiveLoss'),
-    # RoI content from the stem's patch embeddings: from scratch, the deep tokens carry
-    # almost no appearance early on and the region loss stalls (docs/region_effect.md).
+    # From scratch, the deep tokens carry almost no appearance early on and the region
+    # loss stalls at chance (docs/region_effect.md): the prompt token's RoI content comes
+    # from the stem's patch embeddings, and the layers attend to the output tokens plus
+    # the stem's, with a sine position encoding.
     prompter=dict(
         type='Prompter', width=128, embed_dim=embed_dim, num_layers=1, heads=4,
-        roi_sources=('patch_embed', )),
+        roi_sources=('patch_embed', ), context_sources=('final', 'patch_embed'),
+        context_pos_encoding=True),
     grounding_head=dict(type='GroundingHead', embed_dim=embed_dim, width=128),
     region_loss=dict(type='RegionTextContrastiveLoss', loss_weight=1.0),
     grounding_loss=dict(type='GroundingLoss', loss_weight=1.0))
