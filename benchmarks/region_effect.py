@@ -33,9 +33,15 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--no-second-set', action='store_true')
     parser.add_argument('--work-dir', default='work_dirs/region_effect')
+    parser.add_argument('--include', nargs='*', default=[], metavar='NAME=SUMMARY_JSON',
+                        help='add finished runs, e.g. demo_set/seed0=work_dirs/demo/summary.json')
     args = parser.parse_args()
 
     runs = {}
+    for item in args.include:
+        name, path = item.split('=', 1)
+        with open(path) as f:
+            runs[name] = json.load(f)
     for seed in args.seeds:
         runs[f'demo_set/seed{seed}'] = run(
             osp.join(args.work_dir, f'seed{seed}'), 'data/cloc_demo', seed, 0, 2, 5)

@@ -52,6 +52,8 @@ def parse_args():
     parser.add_argument('--num-train', type=int, default=4000)
     parser.add_argument('--num-val', type=int, default=500)
     parser.add_argument('--models', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument('--reuse', action='store_true',
+                        help='reuse a model whose work dir already holds final val metrics')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides passed to every tools/train.py run')
     return parser.parse_args()
@@ -71,6 +73,11 @@ def ensure_data(args) -> None:
 
 def train(name: str, args) -> dict:
     work_dir = osp.join(args.work_dir, name.lower())
+    if args.reuse:
+        try:
+            return last_metrics(work_dir)
+        except (FileNotFoundError, KeyError):
+            pass
     data_root = args.data_root.rstrip('/') + '/'
     cmd = [
         sys.executable, osp.join(ROOT, 'tools/train.py'), osp.join(ROOT, CONFIGS[name]),

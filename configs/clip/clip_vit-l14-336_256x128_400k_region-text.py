@@ -7,3 +7,5 @@ model = dict(
     region_loss=None,
     grounding_loss=None,
     region_embed_mode='crop')
+val_evaluator = [dict(type='RegionClassificationMetric'), dict(type='ImageTextRetrievalMetric')]
+test_evaluator = val_evaluator

@@ -8,3 +8,6 @@ model = dict(
     region_loss=None,
     grounding_loss=None,
     region_embed_mode='crop')
+# No grounding head, so no grounding metric.
+val_evaluator = [dict(type='RegionClassificationMetric'), dict(type='ImageTextRetrievalMetric')]
+test_evaluator = val_evaluator

@@ -1,6 +1,8 @@
 """2 gloo processes give the CLOC losses and gradients of 1 process on the whole batch."""
+import gc
 import os
 import socket
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,12 +31,13 @@ def losses_and_grads(cfg, indices, ddp):
 
 def worker(rank, port, cfg, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=2)
+    dist.init_process_group('gloo', rank=rank, world_size=2, timeout=timedelta(seconds=120))
     torch.set_num_threads(1)
     # Uneven split on purpose: ranks hold different numbers of images and regions.
     indices = range(0, 3) if rank == 0 else range(3, BATCH)
     result = losses_and_grads(cfg, indices, ddp=True)
     torch.save(result, os.path.join(out_dir, f'rank{rank}.pth'))
+    gc.collect()  # free DDP's reducer before the process group (exit-time deadlock)
     dist.destroy_process_group()
 
 

@@ -7,6 +7,7 @@ from a small nn.Linear shared through DistributedDataParallel; the loss values a
 DDP-averaged gradients of the Linear and of the loss parameters must match the one-process
 run (computed in each worker before the process group exists).
 """
+import gc
 import socket
 from datetime import timedelta
 
@@ -146,6 +147,10 @@ def _worker(rank, port):
                     torch.testing.assert_close(
                         grad, ref_grads[name], atol=1e-5, rtol=1e-5,
                         msg=lambda m, n=name: f'{where}, grad of {n}: {m}')
+                # Free DDP's reducer while the process group lives: destroying it at
+                # interpreter exit can deadlock in ~ProcessGroupGloo.
+                del model
+                gc.collect()
     finally:
         dist.destroy_process_group()
 
