@@ -239,6 +239,6 @@ class ClocRegionClassifier(BaseDetector):
         return self.region_embeddings(batch_inputs, boxes)
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
-        raise NotImplementedError(
+        raise RuntimeError(
             f'{type(self).__name__} is zero-shot (no training): evaluate it with '
             'tools/test.py CONFIG CONVERTED_CHECKPOINT')

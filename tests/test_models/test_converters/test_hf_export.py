@@ -20,7 +20,12 @@ CLIP_MEAN = [122.7709383, 116.7460125, 104.09373615]
 CLIP_STD = [68.5005327, 66.6321579, 70.32316305]
 
 
-def cloc_cfg(tokenizer_path, patch_token_norm='none', **text):
+# The CPU demo's Prompter reads the stem's patch embeddings too (docs/region_effect.md).
+STEM_PROMPTER = dict(roi_sources=('patch_embed', ), context_sources=('final', 'patch_embed'),
+                     context_pos_encoding=True)
+
+
+def cloc_cfg(tokenizer_path, patch_token_norm='none', prompter_extra=None, **text):
     return dict(
         type='CLOC',
         data_preprocessor=dict(type='ImgDataPreprocessor', mean=CLIP_MEAN, std=CLIP_STD,
@@ -32,7 +37,7 @@ def cloc_cfg(tokenizer_path, patch_token_norm='none', **text):
         tokenizer=dict(type='HFTokenizer', path=tokenizer_path, context_length=32),
         clip_loss=dict(type='ClipContrastiveLoss'),
         prompter=dict(type='Prompter', width=32, embed_dim=16, heads=4, num_layers=1,
-                      roi_output_size=2),
+                      roi_output_size=2, **(prompter_extra or {})),
         grounding_head=dict(type='GroundingHead', embed_dim=16, width=32),
         region_loss=dict(type='RegionTextContrastiveLoss', init_logit_scale=2.5),
         grounding_loss=dict(type='GroundingLoss'))
@@ -59,10 +64,12 @@ def export(tmp_path, model, cfg, *extra):
     return str(out)
 
 
-@pytest.mark.parametrize('patch_token_norm', ['none', 'ln_post'])
-def test_export_parity_and_prompter(tmp_path, clip_tokenizer_dir, patch_token_norm):
+@pytest.mark.parametrize('patch_token_norm,prompter_extra',
+                         [('none', None), ('ln_post', None), ('none', STEM_PROMPTER)],
+                         ids=['none', 'ln_post', 'stem_prompter'])
+def test_export_parity_and_prompter(tmp_path, clip_tokenizer_dir, patch_token_norm, prompter_extra):
     from transformers import AutoTokenizer, CLIPModel, CLIPVisionModel
-    cfg = cloc_cfg(clip_tokenizer_dir, patch_token_norm)
+    cfg = cloc_cfg(clip_tokenizer_dir, patch_token_norm, prompter_extra)
     model = build_random_cloc(cfg)
     out = export(tmp_path, model, cfg)
     for name in ('config.json', 'model.safetensors', 'prompter.safetensors',
@@ -99,11 +106,15 @@ def test_export_parity_and_prompter(tmp_path, clip_tokenizer_dir, patch_token_no
         norm = tower.post_layernorm if patch_token_norm == 'ln_post' else None
         tokens = hf_patch_tokens(hf_out.last_hidden_state, (4, 4), norm)
         assert (tokens - vit.patch_tokens).abs().max() <= TOL
-        regions = F.normalize(bundle.prompter(tokens, boxes), dim=-1)
+        # HF's bias-free patch convolution is the stem (conv1).
+        stem = tower.embeddings.patch_embedding(images)
+        assert (stem - vit.patch_embeds).abs().max() <= TOL
+        regions = F.normalize(bundle.prompter(tokens, boxes, stem), dim=-1)
         assert (regions - model.embed_regions(images, boxes)).abs().max() <= TOL
         phrases = model.embed_phrases(['a cat', 'dog'])[None].expand(2, -1, -1)
-        assert (bundle.grounding_head(phrases, tokens, bundle.prompter)
-                - model.grounding_head(phrases, vit.patch_tokens, model.prompter)).abs().max() <= TOL
+        assert (bundle.grounding_head(phrases, tokens, bundle.prompter, stem)
+                - model.grounding_head(phrases, vit.patch_tokens, model.prompter,
+                                       vit.patch_embeds)).abs().max() <= TOL
 
 
 def test_exported_image_processor_normalises_like_the_model(tmp_path, clip_tokenizer_dir):
