@@ -1,0 +1,33 @@
+"""tools/run_demo.py end to end on a small set: data, both trainings, table, JSON, PNG."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_run_demo_prints_cloc_and_clip_side_by_side(tmp_path):
+    data_root, work_dir = str(tmp_path / 'data'), str(tmp_path / 'work')
+    fast = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'train_dataloader.batch_size=8',
+            'val_dataloader.batch_size=16']
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        fast += [f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools/run_demo.py'), '--data-root', data_root, '--work-dir',
+         work_dir, '--num-train', '32', '--num-val', '16', '--data-seed', '5', '--cfg-options', *fast],
+        env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = proc.stdout[proc.stdout.index('metric (val split)'):]
+    header, *rows = table.splitlines()
+    assert header.split()[-2:] == ['CLOC', 'CLIP']
+    assert any(r.startswith('region classification top-1') for r in rows)
+    with open(osp.join(work_dir, 'summary.json')) as f:
+        summary = json.load(f)
+    cloc, clip = summary['results']['CLOC'], summary['results']['CLIP']
+    assert 0 <= cloc['region_cls/top1'] <= 1 and 0 <= clip['region_cls/top1'] <= 1
+    assert summary['region_top1_margin'] == cloc['region_cls/top1'] - clip['region_cls/top1']
+    assert cloc['grounding/acc@0.5'] is not None and clip['grounding/acc@0.5'] is None
+    assert osp.getsize(osp.join(work_dir, 'curves.png')) > 1000
+    assert osp.exists(osp.join(data_root, 'tokenizer', 'tokenizer.json'))
