@@ -163,7 +163,7 @@ def test_errors(synthetic_root):
     model = build(synthetic_root, box_source='proposals')
     with pytest.raises(ValueError, match='LoadProposals'):
         model.predict(torch.randn(1, 3, 64, 96), [sample(BOXES)])
-    with pytest.raises(NotImplementedError, match='zero-shot'):
+    with pytest.raises(RuntimeError, match='zero-shot'):
         model.loss(torch.randn(1, 3, 64, 96), [sample(BOXES)])
     # Text embeddings are cached per class list and dropped on load.
     emb = model.class_embeddings(CLASSES)

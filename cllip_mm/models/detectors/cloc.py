@@ -174,16 +174,15 @@ class CLOC(BaseModel):
             raise ValueError('this model has no grounding head')
         counts = [len(t) for t in texts]
         r_max = max(counts, default=0)
-        phrase_embeds = self.embed_phrases([p for t in texts for p in t])
-        prompts = phrase_embeds.new_zeros(len(texts), r_max, phrase_embeds.shape[-1])
-        valid = torch.arange(r_max, device=images.device)[None] < torch.tensor(counts, device=images.device)[:, None]
-        prompts[valid] = phrase_embeds
-        vit = self.image_encoder(images)
+        valid = torch.arange(r_max, device=images.device)[None] < torch.tensor(
+            counts, device=images.device)[:, None]
+        _, phrase_embeds, index = self._embed_distinct_phrases([p for t in texts for p in t], images)
         boxes = bbox_cxcywh_to_xyxy(
-            self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds))
+            self._ground(self.image_encoder(images), phrase_embeds[index], valid))
         return [b[:n] for b, n in zip(boxes, counts)]
 
-    def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor,
+                     chunk: int = 256) -> torch.Tensor:
         """Crop-and-encode (RegionCLIP's CLIP baseline): each box is cut from the input
         with ``mmcv.ops.roi_align`` (bilinear crop-and-resize) and embedded as an image."""
         b, r, _ = boxes.shape
@@ -199,6 +198,27 @@ class CLOC(BaseModel):
         if not embeds:
             return boxes.new_zeros(b, r, self.text_encoder.embed_dim)
         return torch.cat(embeds).unflatten(0, (b, r))
+
+    def _embed_distinct_phrases(self, phrases: Sequence[str], like: torch.Tensor):
+        """Encode each distinct phrase once.
+
+        Returns:
+            tuple: the U distinct phrases (first-seen order), their embeddings [U, D] and
+            the LongTensor [R] index of each of the R ``phrases`` among them.
+        """
+        distinct = list(dict.fromkeys(phrases))
+        position = {p: i for i, p in enumerate(distinct)}
+        index = torch.tensor([position[p] for p in phrases], dtype=torch.long, device=like.device)
+        if not distinct:
+            return distinct, like.new_zeros(0, self.text_encoder.embed_dim), index
+        return distinct, self.embed_phrases(distinct), index
+
+    def _ground(self, vit, region_phrase_embeds: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Grounding-head boxes [B, Rmax, 4] (normalised cxcywh) of the phrase embeddings
+        [R, D] laid out at the True places of ``valid`` [B, Rmax]."""
+        prompts = region_phrase_embeds.new_zeros(*valid.shape, region_phrase_embeds.shape[-1])
+        prompts[valid] = region_phrase_embeds
+        return self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds)
 
     # ------------------------------------------------------------------ training
     def forward(self, inputs: torch.Tensor, data_samples: Optional[SampleList] = None,
@@ -234,27 +254,22 @@ class CLOC(BaseModel):
 
         regions = pack_regions(data_samples, inputs.shape[-2:], inputs.device)
         # Each distinct phrase of the batch is encoded once; duplicates are positives.
-        distinct = list(dict.fromkeys(regions.phrases))
-        position = {p: i for i, p in enumerate(distinct)}
-        region_phrase_index = torch.tensor([position[p] for p in regions.phrases],
-                                           dtype=torch.long, device=inputs.device)
-        phrase_embeds = self.embed_phrases(distinct) if distinct else image_embeds.new_zeros(0, image_embeds.shape[1])
-        region_image_index = regions.valid.nonzero()[:, 0]
-
+        distinct, phrase_embeds, region_phrase_index = self._embed_distinct_phrases(
+            regions.phrases, inputs)
         if self.region_loss is not None:
-            region_embeds = F.normalize(self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
+            region_embeds = self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds)
             losses['loss_region'] = self.region_loss(
-                region_embeds[regions.valid], phrase_embeds, region_phrase_index,
-                phrase_keys(distinct).to(inputs.device), region_image_index)
+                F.normalize(region_embeds, dim=-1)[regions.valid], phrase_embeds, region_phrase_index,
+                phrase_keys(distinct, inputs.device),
+                regions.valid.nonzero()[:, 0])
         if self.grounding_loss is not None:
-            prompts = phrase_embeds.new_zeros(*regions.valid.shape, phrase_embeds.shape[-1])
-            prompts[regions.valid] = phrase_embeds[region_phrase_index]
-            pred = self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds)
-            losses['loss_ground'] = self.grounding_loss(pred[regions.valid], regions.boxes[regions.valid])
-        if len(distinct) > 1:
+            pred = self._ground(vit, phrase_embeds[region_phrase_index], regions.valid)
+            losses['loss_ground'] = self.grounding_loss(pred[regions.valid],
+                                                        regions.boxes[regions.valid])
+        if len(phrase_embeds) > 1:  # the text-collapse alarm: mean cosine of distinct phrases
             with torch.no_grad():
                 cos = phrase_embeds @ phrase_embeds.t()
-                off_diagonal = ~torch.eye(len(distinct), dtype=torch.bool, device=cos.device)
+                off_diagonal = ~torch.eye(len(cos), dtype=torch.bool, device=cos.device)
                 losses['phrase_cos'] = cos[off_diagonal].mean()
         return losses
 
@@ -267,7 +282,8 @@ class CLOC(BaseModel):
         text_embeds = self.embed_texts([s.caption for s in data_samples])
         regions = pack_regions(data_samples, inputs.shape[-2:], inputs.device)
         if self.region_embed_mode == 'prompter':
-            region_embeds = F.normalize(self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
+            region_embeds = F.normalize(
+                self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
         else:
             region_embeds = self._embed_crops(inputs, regions.boxes)
 
@@ -278,11 +294,8 @@ class CLOC(BaseModel):
 
         ground_boxes = None
         if self.grounding_head is not None and regions.phrases:
-            phrase_embeds = self.embed_phrases(regions.phrases)
-            prompts = phrase_embeds.new_zeros(*regions.valid.shape, phrase_embeds.shape[-1])
-            prompts[regions.valid] = phrase_embeds
-            ground_boxes = bbox_cxcywh_to_xyxy(
-                self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds))
+            _, phrase_embeds, index = self._embed_distinct_phrases(regions.phrases, inputs)
+            ground_boxes = bbox_cxcywh_to_xyxy(self._ground(vit, phrase_embeds[index], regions.valid))
 
         h, w = inputs.shape[-2:]
         scale = inputs.new_tensor([w, h, w, h])
