@@ -50,31 +50,33 @@ def linear_probe(x, y, num_classes, train_frac=0.75, iters=300):
     return ((x[n:] @ w).argmax(1) == y[n:]).float().mean().item()
 
 
-@torch.no_grad()
 def probes(model, batches):
+    """Probe accuracies of RoIAlign-pooled features of each token map (frozen model)."""
     names = all_phrases()
     vit = model.image_encoder
     feats, labels = {}, []
-    for batch in batches:
-        data = model.data_preprocessor(batch, False)
-        x, samples = data['inputs'], data['data_samples']
-        regions = pack_regions(samples, x.shape[-2:], x.device)
-        tokens, stem = vit.forward_tokens(x)
-        grid = stem.shape[-2:]
-        maps = {
-            'pixels': (x, vit.patch_size),
-            'stem patch embeddings': (stem, 1),
-            'after ln_pre': (vit.ln_pre(stem.flatten(2).transpose(1, 2)).transpose(1, 2).unflatten(2, grid), 1),
-            'block outputs': (tokens[:, 1:].transpose(1, 2).unflatten(2, grid), 1),
-            'after ln_post': (vit.ln_post(tokens[:, 1:]).transpose(1, 2).unflatten(2, grid), 1),
-        }
-        b, r = regions.valid.shape
-        index = torch.arange(b).repeat_interleave(r)[:, None].float()
-        for name, (fmap, scale) in maps.items():
-            boxes = regions.boxes.flatten(0, 1) * torch.tensor([grid[1], grid[0]] * 2) * scale
-            pooled = roi_align(fmap, torch.cat([index, boxes], 1), 4, 1.0, 2, 'avg', True).mean((2, 3))
-            feats.setdefault(name, []).append(pooled[regions.valid.flatten()])
-        labels += [names.index(p) for p in regions.phrases]
+    with torch.no_grad():
+        for batch in batches:
+            data = model.data_preprocessor(batch, False)
+            x, samples = data['inputs'], data['data_samples']
+            regions = pack_regions(samples, x.shape[-2:], x.device)
+            tokens, stem = vit.forward_tokens(x)
+            grid = stem.shape[-2:]
+            to_map = lambda t: t.transpose(1, 2).unflatten(2, grid)  # noqa: E731
+            maps = {
+                'pixels': (x, vit.patch_size),
+                'stem patch embeddings': (stem, 1),
+                'after ln_pre': (to_map(vit.ln_pre(stem.flatten(2).transpose(1, 2))), 1),
+                'block outputs': (to_map(tokens[:, 1:]), 1),
+                'after ln_post': (to_map(vit.ln_post(tokens[:, 1:])), 1),
+            }
+            b, r = regions.valid.shape
+            index = torch.arange(b).repeat_interleave(r)[:, None].float()
+            for name, (fmap, scale) in maps.items():
+                boxes = regions.boxes.flatten(0, 1) * torch.tensor([grid[1], grid[0]] * 2) * scale
+                pooled = roi_align(fmap, torch.cat([index, boxes], 1), 4, 1.0, 2, 'avg', True)
+                feats.setdefault(name, []).append(pooled.mean((2, 3))[regions.valid.flatten()])
+            labels += [names.index(p) for p in regions.phrases]
     y = torch.tensor(labels)
     return {name: dict(phrase_acc=round(linear_probe(torch.cat(f), y, 32), 3),
                        colour_acc=round(linear_probe(torch.cat(f), y // 4, 8), 3))

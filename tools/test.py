@@ -13,7 +13,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cllip_mm.utils import register_all_modules, setup_cpu_distributed
+from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed
 
 
 def parse_args():
@@ -97,6 +97,8 @@ def main():
 
     # start testing
     runner.test()
+    del runner
+    teardown_distributed()
 
 
 if __name__ == '__main__':

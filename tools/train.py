@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cllip_mm.utils import register_all_modules, setup_cpu_distributed
+from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed
 
 
 def parse_args():
@@ -144,6 +144,8 @@ def main():
 
     # start training
     runner.train()
+    del runner
+    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Multi-process training and testing without CUDA (``--launcher pytorch`` on CPU)."""
+import gc
 from datetime import timedelta
 
 import torch
@@ -34,3 +35,17 @@ def setup_cpu_distributed(cfg: Config) -> None:
             device_ids=None,
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def teardown_distributed() -> None:
+    """Free DDP's reducer, then destroy the default process group.
+
+    Call it at the end of an entry point, after dropping the runner. Left to interpreter
+    exit, gloo's process group and DDP's reducer can be destroyed in the wrong order and
+    the process aborts (``terminate called without an active exception``, SIGABRT) after
+    a successful run.
+    """
+    gc.collect()
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
