@@ -35,18 +35,16 @@ def pack_regions(data_samples: SampleList, input_hw: Tuple[int, int],
     ``gt_regions.bboxes`` are xyxy pixels of the (unpadded) image; they are normalised
     by the batch input size ``input_hw`` (h, w), so they line up with the patch grid.
     """
-    counts = [len(s.gt_regions) for s in data_samples]
-    r_max = max(counts, default=0)
+    counts = torch.tensor([len(s.gt_regions) for s in data_samples], device=device)
+    r_max = int(counts.max()) if len(data_samples) else 0
+    valid = torch.arange(r_max, device=device)[None] < counts[:, None]
     boxes = torch.zeros(len(data_samples), r_max, 4, device=device)
-    valid = torch.zeros(len(data_samples), r_max, dtype=torch.bool, device=device)
-    h, w = input_hw
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
-    phrases: List[str] = []
-    for i, (sample, n) in enumerate(zip(data_samples, counts)):
-        if n:
-            boxes[i, :n] = sample.gt_regions.bboxes.to(device).float() / scale
-            valid[i, :n] = True
-            phrases.extend(sample.gt_regions.phrases)
+    if r_max:
+        h, w = input_hw
+        scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
+        # One scatter of all boxes (row-major order of ``valid``), not one copy per image.
+        boxes[valid] = torch.cat([s.gt_regions.bboxes for s in data_samples]).to(device).float() / scale
+    phrases = [p for s in data_samples for p in s.gt_regions.phrases]
     return RegionBatch(boxes.clamp(0, 1), valid, phrases)
 
 
@@ -119,7 +117,8 @@ class CLOC(BaseModel):
         self.phrase_context_length = phrase_context_length
         self.region_embed_mode = region_embed_mode or ('prompter' if self.prompter else 'crop')
         if self.region_embed_mode not in ('prompter', 'crop'):
-            raise ValueError(f"region_embed_mode must be 'prompter' or 'crop', got {region_embed_mode!r}")
+            raise ValueError(
+                f"region_embed_mode must be 'prompter' or 'crop', got {region_embed_mode!r}")
         if self.region_embed_mode == 'prompter' and self.prompter is None:
             raise ValueError("region_embed_mode='prompter' needs a prompter")
         self.crop_size = tuple(crop_size) if crop_size else tuple(self.image_encoder.img_size)
