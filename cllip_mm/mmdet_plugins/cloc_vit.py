@@ -17,7 +17,7 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a [B, C, H, W] map (ViTDet's ``LN2d``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
 
 
 def _pyramid_level(width: int, ratio: float) -> Tuple[nn.Module, int]:

@@ -189,7 +189,8 @@ class ClocRegionClassifier(BaseDetector):
         labels = keep % num_classes
         det_boxes = boxes[box_idx]
         if self.test_cfg['nms'] is not None and len(flat):
-            _, order = batched_nms(det_boxes, flat, labels, self.test_cfg['nms'])
+            _, order = batched_nms(det_boxes.contiguous(), flat.contiguous(), labels,
+                                  self.test_cfg['nms'])
         else:
             order = flat.argsort(descending=True)
         order = order[:self.test_cfg['max_per_img']]

@@ -15,11 +15,12 @@ class ViTOutput(NamedTuple):
 
     Attributes:
         image_embed (Tensor): [B, D] projected class token, *not* normalised.
-        patch_tokens (Tensor): [B, C, H/p, W/p] patch tokens as a 2-D map (row-major from
+        patch_tokens (Tensor): [B, C, H/p, W/p] patch tokens as a contiguous 2-D map (row-major from
             the image's top-left; token (i, j) covers pixels [j*p, (j+1)*p) x [i*p, (i+1)*p)).
         cls_token (Tensor): [B, C] class token after ``ln_post``.
         patch_embeds (Tensor): [B, C, H/p, W/p] the stem's patch embeddings (``conv1``
-            output, before the position embedding and ``ln_pre``), same grid.
+            output, before the position embedding and ``ln_pre``), same grid, contiguous
+            (also for a channels-last input).
     """
     image_embed: torch.Tensor
     patch_tokens: torch.Tensor
@@ -135,5 +136,6 @@ class VisionTransformer(BaseModule):
         patches = tokens[:, 1:]
         if self.patch_token_norm == 'ln_post':
             patches = self.ln_post(patches)
-        patch_map = patches.transpose(1, 2).unflatten(2, patch_embeds.shape[-2:])
-        return ViTOutput(cls_token @ self.proj, patch_map, cls_token, patch_embeds)
+        # Contiguous NCHW: custom ops (mmcv's RoIAlign) read storage, not strides.
+        patch_map = patches.transpose(1, 2).unflatten(2, patch_embeds.shape[-2:]).contiguous()
+        return ViTOutput(cls_token @ self.proj, patch_map, cls_token, patch_embeds.contiguous())

@@ -116,9 +116,9 @@ def hf_patch_tokens(last_hidden_state: torch.Tensor,
         post_layernorm (nn.Module, optional): Applied to the patch tokens.
 
     Returns:
-        Tensor: [B, C, h, w], row-major from the image's top-left.
+        Tensor: [B, C, h, w] contiguous, row-major from the image's top-left.
     """
     tokens = last_hidden_state[:, 1:]
     if post_layernorm is not None:
         tokens = post_layernorm(tokens)
-    return tokens.transpose(1, 2).unflatten(2, tuple(grid))
+    return tokens.transpose(1, 2).unflatten(2, tuple(grid)).contiguous()

@@ -4,13 +4,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmcv.ops import roi_align
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
 from cllip_mm.registry import MODELS, TASK_UTILS
 from cllip_mm.structures import RegionTextDataSample, SampleList
+from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
 
 
@@ -183,17 +183,13 @@ class CLOC(BaseModel):
     def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor,
                      chunk: int = 256) -> torch.Tensor:
         """Crop-and-encode (RegionCLIP's CLIP baseline): each box is cut from the input
-        with ``mmcv.ops.roi_align`` (bilinear crop-and-resize) and embedded as an image."""
+        with RoIAlign (bilinear crop-and-resize) and embedded as an image."""
         b, r, _ = boxes.shape
-        h, w = images.shape[-2:]
-        scale = boxes.new_tensor([w, h, w, h])
-        batch_index = torch.arange(b, device=boxes.device, dtype=boxes.dtype).repeat_interleave(r)
-        rois = torch.cat([batch_index[:, None], (boxes * scale).flatten(0, 1)], dim=1)
+        rois = boxes_to_rois(boxes, images.shape[-2:])
         embeds = []
         for start in range(0, rois.shape[0], chunk):
-            crops = roi_align(images.float(), rois[start:start + chunk].float(), self.crop_size,
-                              1.0, 2, 'avg', True)
-            embeds.append(self.embed_images(crops.to(images.dtype)))
+            crops = roi_align(images, rois[start:start + chunk], self.crop_size, 1.0, 2)
+            embeds.append(self.embed_images(crops))
         if not embeds:
             return boxes.new_zeros(b, r, self.text_encoder.embed_dim)
         return torch.cat(embeds).unflatten(0, (b, r))

@@ -4,14 +4,13 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-from mmcv.ops import roi_align
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmengine.model import BaseModule
 
 from cllip_mm.registry import MODELS
-from ..layers import Attention, build_activation
+from ..layers import Attention, boxes_to_rois, build_activation, roi_align
 
 
 class PrompterLayer(nn.Module):
@@ -45,8 +44,6 @@ class PrompterLayer(nn.Module):
 
 @MODELS.register_module()
 class Prompter(BaseModule):
-    TOKEN_MAPS = ('final', 'patch_embed')
-
     """Turns box prompts into region embeddings (spec 3.3).
 
     1. ``box_embed = MLP(sine(box cxcywh))`` + a learned "box" type embedding;
@@ -82,6 +79,7 @@ class Prompter(BaseModule):
             what a prompt attends to says where it is (helps the grounding head).
         act (str): Activation in the MLPs.
     """
+    TOKEN_MAPS = ('final', 'patch_embed')
 
     def __init__(self,
                  width: int,
@@ -145,13 +143,9 @@ class Prompter(BaseModule):
             Tensor: [B, R, C].
         """
         b, r, _ = boxes.shape
-        h, w = patch_tokens.shape[-2:]
-        scale = boxes.new_tensor([w, h, w, h])
-        batch_index = torch.arange(b, device=boxes.device, dtype=boxes.dtype)
-        rois = torch.cat([batch_index.repeat_interleave(r)[:, None], (boxes * scale).flatten(0, 1)], dim=1)
-        pooled = roi_align(patch_tokens.float(), rois.float(), self.roi_output_size, 1.0,
-                           self.roi_sampling_ratio, 'avg', True)
-        return pooled.mean(dim=(2, 3)).to(patch_tokens.dtype).unflatten(0, (b, r))
+        rois = boxes_to_rois(boxes, patch_tokens.shape[-2:])
+        pooled = roi_align(patch_tokens, rois, self.roi_output_size, 1.0, self.roi_sampling_ratio)
+        return pooled.mean(dim=(2, 3)).unflatten(0, (b, r))
 
     @staticmethod
     def _token_map(source: str, patch_tokens: torch.Tensor,
