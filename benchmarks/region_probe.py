@@ -1,9 +1,12 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Why the region branch stalls from scratch: probes and short training loops.
+"""What a box's RoI-pooled tokens carry, and how fast the region branch learns.
 
 1. Linear probes (32-way phrase, 8-way colour) on RoIAlign-pooled features of an
    *untrained* encoder, for each token map: pixels, the stem's patch embeddings,
-   after ``ln_pre``, the blocks' output, after ``ln_post``.
+   after ``ln_pre``, the blocks' output, after ``ln_post``. Every map is pooled through
+   ``cllip_mm.models.layers.roi_align`` (contiguous inputs); the control rows
+   ``... (raw mmcv on a transposed view)`` pool the same maps with ``mmcv.ops.roi_align``
+   on the non-contiguous view, as this script (and the Prompter) did before the fix.
 2. Short loops (CLIP + region + grounding loss on a fixed set of batches) for Prompter
    variants, reporting ``loss_region``, train-batch region accuracy, grounding
    accuracy and the mean phrase cosine.
@@ -19,13 +22,14 @@ import time
 
 import torch
 import torch.nn.functional as F
-from mmcv.ops import roi_align
+from mmcv.ops import roi_align as mmcv_roi_align
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from cllip_mm.datasets.synthetic import all_phrases
 from cllip_mm.models.detectors.cloc import pack_regions
+from cllip_mm.models.layers import boxes_to_rois, roi_align
 from cllip_mm.models.losses import phrase_keys
 from cllip_mm.registry import DATASETS, MODELS
 from cllip_mm.utils import register_all_modules
@@ -64,18 +68,21 @@ def probes(model, batches):
             grid = stem.shape[-2:]
             to_map = lambda t: t.transpose(1, 2).unflatten(2, grid)  # noqa: E731
             maps = {
-                'pixels': (x, vit.patch_size),
-                'stem patch embeddings': (stem, 1),
-                'after ln_pre': (to_map(vit.ln_pre(stem.flatten(2).transpose(1, 2))), 1),
-                'block outputs': (to_map(tokens[:, 1:]), 1),
-                'after ln_post': (to_map(vit.ln_post(tokens[:, 1:])), 1),
+                'pixels': x,
+                'stem patch embeddings': stem,
+                'after ln_pre': to_map(vit.ln_pre(stem.flatten(2).transpose(1, 2))),
+                'block outputs': to_map(tokens[:, 1:]),
+                'after ln_post': to_map(vit.ln_post(tokens[:, 1:])),
             }
-            b, r = regions.valid.shape
-            index = torch.arange(b).repeat_interleave(r)[:, None].float()
-            for name, (fmap, scale) in maps.items():
-                boxes = regions.boxes.flatten(0, 1) * torch.tensor([grid[1], grid[0]] * 2) * scale
-                pooled = roi_align(fmap, torch.cat([index, boxes], 1), 4, 1.0, 2, 'avg', True)
+            for name, fmap in maps.items():
+                rois = boxes_to_rois(regions.boxes, fmap.shape[-2:])
+                pooled = roi_align(fmap, rois, 4, 1.0, 2)
                 feats.setdefault(name, []).append(pooled.mean((2, 3))[regions.valid.flatten()])
+            for name in ('after ln_pre', 'block outputs', 'after ln_post'):
+                fmap = maps[name]  # a transposed view, as built above
+                raw = mmcv_roi_align(fmap, boxes_to_rois(regions.boxes, grid), 4, 1.0, 2, 'avg', True)
+                feats.setdefault(f'{name} (raw mmcv on a transposed view)', []).append(
+                    raw.mean((2, 3))[regions.valid.flatten()])
             labels += [names.index(p) for p in regions.phrases]
     y = torch.tensor(labels)
     return {name: dict(phrase_acc=round(linear_probe(torch.cat(f), y, 32), 3),

@@ -1,15 +1,21 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """The main job: train CLOC and its CLIP baseline on the embedded synthetic set and
-print their validation metrics side by side.
+print their metrics side by side, in distribution and on two shifted sets.
 
     python tools/run_demo.py                       # data/cloc_demo, work_dirs/demo
-    python tools/run_demo.py --seed 1 --data-seed 7 --min-objects 3 --max-objects 6 \
+    python tools/run_demo.py --seed 1 --data-seed 7 --min-objects 3 --max-objects 7 \
         --data-root data/cloc_demo_s7 --work-dir work_dirs/demo_s7
+    python tools/run_demo.py --recipe from-clip    # continue from work_dirs/demo/clip
 
-Steps: write the synthetic set (seeded) unless it is there, run ``tools/train.py`` on
-the CLOC and CLIP demo configs (same data, schedule and budget), read the final
-validation metrics from the MMEngine logs, print a table and JSON, save
-``summary.json`` and a PNG of the ``loss_clip`` / ``loss_region`` curves.
+Steps: write the synthetic set (seeded) and its shifted evaluation sets
+(:mod:`cllip_mm.datasets.synthetic_shift`) unless they are there, run ``tools/train.py``
+on the CLOC and CLIP configs of the recipe (same data, schedule and budget), evaluate
+each final checkpoint on the shifted sets with ``tools/test.py``, print a table and
+JSON, save ``summary.json`` and a PNG of the ``loss_clip`` / ``loss_region`` curves.
+
+Recipes: ``scratch`` (both models from random init, 600 iterations) and ``from-clip``
+(the ``scratch`` CLIP checkpoint continued for 200 iterations with CLOC's losses, or
+with the CLIP loss alone).
 """
 import argparse
 import json
@@ -22,13 +28,25 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from cllip_mm.utils.logs import last_metrics  # noqa: E402
+from cllip_mm.datasets.synthetic_shift import SHIFTS, generate_shifted_regions  # noqa: E402
+from cllip_mm.utils.logs import last_metrics, test_metrics  # noqa: E402
 from cllip_mm.utils.plot import plot_curves  # noqa: E402
 
-CONFIGS = {
-    'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py',
-    'CLIP': 'configs/clip/clip_vit-tiny-p8_1x64_600it_synthetic.py',
+RECIPES = {
+    'scratch': {
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_1x64_600it_synthetic.py',
+    },
+    'from-clip': {
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1x64_200it_synthetic_from-clip.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_1x64_200it_synthetic_from-clip.py',
+    },
 }
+SHIFT_ROWS = [
+    ('region_cls/top1', 'region top-1'),
+    ('region_cls/mean_class_acc', 'region mean per-class acc'),
+    ('grounding/acc@0.5', 'grounding acc'),
+]
 ROWS = [
     ('region_cls/top1', 'region classification top-1 (GT boxes, zero-shot)'),
     ('region_cls/mean_class_acc', 'region classification mean per-class acc'),
@@ -48,10 +66,16 @@ def parse_args():
     parser.add_argument('--seed', type=int, default=0, help='training seed')
     parser.add_argument('--data-seed', type=int, default=0, help='seed of the synthetic set')
     parser.add_argument('--min-objects', type=int, default=2)
-    parser.add_argument('--max-objects', type=int, default=5)
+    parser.add_argument('--max-objects', type=int, default=6)
     parser.add_argument('--num-train', type=int, default=4000)
     parser.add_argument('--num-val', type=int, default=500)
-    parser.add_argument('--models', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument('--recipe', choices=list(RECIPES), default='scratch')
+    parser.add_argument('--clip-checkpoint', default='work_dirs/demo/clip/iter_600.pth',
+                        help="the CLIP checkpoint the 'from-clip' recipe continues from")
+    parser.add_argument('--shifts', nargs='*', default=sorted(SHIFTS), choices=sorted(SHIFTS),
+                        help='shifted evaluation sets (written under DATA_ROOT/shifts/)')
+    parser.add_argument('--num-shift', type=int, default=500, help='images per shifted set')
+    parser.add_argument('--models', nargs='+', default=['CLOC', 'CLIP'], choices=['CLOC', 'CLIP'])
     parser.add_argument('--reuse', action='store_true',
                         help='reuse a model whose work dir already holds final val metrics')
     parser.add_argument('--cfg-options', nargs='+', default=[],
@@ -71,46 +95,105 @@ def ensure_data(args) -> None:
     ], check=True)
 
 
+def shift_root(args, shift: str) -> str:
+    return osp.join(args.data_root, 'shifts', shift)
+
+
+def ensure_shift_data(args) -> None:
+    for shift in args.shifts:
+        root = shift_root(args, shift)
+        if osp.exists(osp.join(root, 'annotations', 'val.jsonl')):
+            continue
+        summary = generate_shifted_regions(root, shift, num=args.num_shift, seed=args.data_seed)
+        print(f'[demo] wrote the shifted set {shift!r}: {summary["num_images"]} images, '
+              f'{summary["num_regions"]} regions in {root}', flush=True)
+
+
+def data_options(data_root: str, tokenizer_root: str) -> list:
+    data_root = data_root.rstrip('/') + '/'
+    return [f'train_dataloader.dataset.data_root={data_root}',
+            f'val_dataloader.dataset.data_root={data_root}',
+            f'test_dataloader.dataset.data_root={data_root}',
+            f'model.tokenizer.path={osp.join(tokenizer_root, "tokenizer")}']
+
+
+def last_checkpoint(work_dir: str) -> str:
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
 def train(name: str, args) -> dict:
+    config = osp.join(ROOT, RECIPES[args.recipe][name])
     work_dir = osp.join(args.work_dir, name.lower())
+    metrics = None
     if args.reuse:
         try:
-            return last_metrics(work_dir)
+            metrics = last_metrics(work_dir)
         except (FileNotFoundError, KeyError):
             pass
-    data_root = args.data_root.rstrip('/') + '/'
-    cmd = [
-        sys.executable, osp.join(ROOT, 'tools/train.py'), osp.join(ROOT, CONFIGS[name]),
-        '--work-dir', work_dir, '--cfg-options', f'randomness.seed={args.seed}',
-        f'train_dataloader.dataset.data_root={data_root}', f'val_dataloader.dataset.data_root={data_root}',
-        f'test_dataloader.dataset.data_root={data_root}',
-        f'model.tokenizer.path={osp.join(data_root, "tokenizer")}', *args.cfg_options
-    ]
-    print(f'[demo] training {name}: {" ".join(cmd)}', flush=True)
-    start = time.time()
-    subprocess.run(cmd, check=True)
-    metrics = last_metrics(work_dir)
-    metrics['train_minutes'] = round((time.time() - start) / 60, 2)
+    if metrics is None:
+        extra = []
+        if args.recipe == 'from-clip':
+            extra.append(f'model.init_cfg.checkpoint={args.clip_checkpoint}')
+        cmd = [
+            sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', work_dir,
+            '--cfg-options', f'randomness.seed={args.seed}',
+            *data_options(args.data_root, args.data_root), *extra, *args.cfg_options
+        ]
+        print(f'[demo] training {name}: {" ".join(cmd)}', flush=True)
+        start = time.time()
+        subprocess.run(cmd, check=True)
+        metrics = last_metrics(work_dir)
+        metrics['train_minutes'] = round((time.time() - start) / 60, 2)
+    for shift in args.shifts:
+        metrics.update({f'shift/{shift}/{k}': v
+                        for k, v in evaluate(name, config, last_checkpoint(work_dir), shift, args).items()})
     return metrics
+
+
+def evaluate(name: str, config: str, checkpoint: str, shift: str, args) -> dict:
+    """Metrics of ``checkpoint`` on a shifted set, through ``tools/test.py``."""
+    work_dir = osp.join(args.work_dir, name.lower(), f'test_{shift}')
+    if args.reuse:
+        try:
+            return test_metrics(work_dir)
+        except FileNotFoundError:
+            pass
+    cmd = [
+        sys.executable, osp.join(ROOT, 'tools/test.py'), config, checkpoint, '--work-dir', work_dir,
+        '--cfg-options', *data_options(shift_root(args, shift), args.data_root), *args.cfg_options
+    ]
+    print(f'[demo] evaluating {name} on {shift!r}: {" ".join(cmd)}', flush=True)
+    subprocess.run(cmd, check=True)
+    return test_metrics(work_dir)
+
+
+def _num(value) -> float:
+    return float('nan') if value is None else value
 
 
 def main():
     args = parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     ensure_data(args)
+    ensure_shift_data(args)
     results = {name: train(name, args) for name in args.models}
 
+    rows = ROWS + [(f'shift/{s}/{k}', f'{s}: {label}') for s in args.shifts for k, label in SHIFT_ROWS]
+    rows += [('train_minutes', 'training time (min)')]
     names = list(results)
-    print('\n' + f'{"metric (val split)":<48}' + ''.join(f'{n:>10}' for n in names))
-    for key, label in ROWS + [('train_minutes', 'training time (min)')]:
-        cells = ''.join(f'{results[n].get(key, float("nan")):>10.3f}' for n in names)
+    print('\n' + f'{"metric (val split; shifted sets)":<48}' + ''.join(f'{n:>10}' for n in names))
+    for key, label in rows:
+        cells = ''.join(f'{_num(results[n].get(key)):>10.3f}' for n in names)
         print(f'{label:<48}{cells}')
-    summary = dict(data_root=args.data_root, seed=args.seed,
-                   results={n: {k: results[n].get(k) for k, _ in ROWS + [('train_minutes', '')]}
-                            for n in names})
+    summary = dict(data_root=args.data_root, seed=args.seed, recipe=args.recipe,
+                   results={n: {k: results[n].get(k) for k, _ in rows} for n in names})
     if 'CLOC' in results and 'CLIP' in results:
         summary['region_top1_margin'] = results['CLOC']['region_cls/top1'] - results['CLIP']['region_cls/top1']
         summary['mean_R@1_gap'] = results['CLOC']['retrieval/mean_R@1'] - results['CLIP']['retrieval/mean_R@1']
+        for shift in args.shifts:
+            key = f'shift/{shift}/region_cls/top1'
+            summary[f'{shift}_region_top1_margin'] = results['CLOC'][key] - results['CLIP'][key]
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(json.dumps(summary))

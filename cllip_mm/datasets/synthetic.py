@@ -2,7 +2,9 @@
 """A seeded generator of a small synthetic region-text dataset (the embedded demo).
 
 Each image is a textured background (stripes, checkers or smooth noise in muted random
-colours) with a few coloured shapes (8 colours x 4 shapes). Every shape is one region
+colours) with a few coloured shapes (8 colours x 4 shapes) of varied scale, some rotated,
+drawn solid, textured (the colour modulated by stripes or blotches) or as an outline,
+overlapping by up to ``max_overlap`` of a box (occlusion). Every shape is one region
 (tight xyxy pixel box, phrase such as "red circle", score 1.0), and the caption lists
 the shapes from left to right: "a red circle, a blue square and an orange star on a
 striped background". The output follows the JSON Lines format of
@@ -22,7 +24,7 @@ import os.path as osp
 from typing import Dict, List, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 #: RGB colours of the objects; the names are the phrases' first word.
 COLORS: Dict[str, Tuple[int, int, int]] = {
@@ -41,6 +43,9 @@ BACKGROUNDS = ('striped', 'checkered', 'noisy')
 PROMPT_TEXTS = ('a photo of a {}.', 'a picture of the {}.', 'an image of a {}.',
                 'there is a {} in the scene.', 'a {} on a background.')
 SPLITS = ('train', 'val')
+#: How objects are drawn: filled with the colour, filled with a texture of the colour,
+#: or as an outline of the colour (the inside shows the background).
+STYLES = ('solid', 'textured', 'outline')
 
 
 def all_phrases() -> List[str]:
@@ -122,17 +127,50 @@ def make_caption(phrases: List[str], background: str) -> str:
     return f'{listed} on {_article(background)} {background} background'
 
 
+def _styled_fill(rng: np.random.Generator, style: str, mask: Image.Image,
+                 color: np.ndarray) -> Tuple[Image.Image, Image.Image]:
+    """The RGB fill and the paste mask of one object drawn in ``style``."""
+    s = mask.size[0]
+    if style == 'outline':
+        width = max(2, s // 7)
+        # Erode inside a zero border (PIL's filters replicate the edge pixels).
+        k = 2 * (width // 2) + 1
+        framed = Image.new('L', (s + 2 * k, s + 2 * k), 0)
+        framed.paste(mask, (k, k))
+        inner = framed.filter(ImageFilter.MinFilter(k)).crop((k, k, k + s, k + s))
+        paste = Image.fromarray(np.where(np.asarray(inner) > 0, 0,
+                                         np.asarray(mask)).astype(np.uint8), 'L')
+        return Image.new('RGB', mask.size, tuple(int(v) for v in color)), paste
+    if style == 'textured':
+        ys, xs = np.mgrid[0:s, 0:s]
+        if rng.random() < 0.5:
+            period = int(rng.integers(3, 7))
+            pattern = (((xs + ys) if rng.random() < 0.5 else xs) % period < period / 2)
+            pattern = pattern.astype(np.float32)
+        else:
+            pattern = rng.uniform(0, 1, (s, s)).astype(np.float32)
+        shade = 0.7 + 0.3 * pattern[..., None]
+        pixels = np.clip(color * shade, 0, 255).astype(np.uint8)
+        return Image.fromarray(pixels, 'RGB'), mask
+    return Image.new('RGB', mask.size, tuple(int(v) for v in color)), mask
+
+
 def render_sample(rng: np.random.Generator,
                   size_range: Tuple[int, int] = (112, 160),
-                  objects_range: Tuple[int, int] = (2, 5),
-                  object_scale: Tuple[float, float] = (0.2, 0.4),
-                  max_overlap: float = 0.25) -> Tuple[Image.Image, dict]:
+                  objects_range: Tuple[int, int] = (2, 6),
+                  object_scale: Tuple[float, float] = (0.12, 0.42),
+                  max_overlap: float = 0.35,
+                  rotate_prob: float = 0.5,
+                  style_probs: Tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Tuple[Image.Image, dict]:
     """Draw one image; return it (RGB) and its record without the ``image`` key.
 
-    Objects are square-ish, of side ``object_scale`` x the shorter image side, and
-    carry distinct phrases within an image; a new object may cover at most ``max_overlap`` of an earlier one's box (so each stays
-    mostly visible). An object that cannot be placed after shrinking is left out,
-    so crowded settings may give fewer objects than ``objects_range[0]``.
+    Objects are square-ish, of side ``object_scale`` x the shorter image side, rotated
+    by a uniform angle with probability ``rotate_prob``, drawn in one of
+    :data:`STYLES` with probabilities ``style_probs``, and carry distinct phrases within
+    an image; a new object may cover at most ``max_overlap`` of an earlier one's box.
+    An object that cannot be placed after shrinking is left out, so crowded settings
+    may give fewer objects than ``objects_range[0]``. Boxes are tight around what is
+    drawn (xyxy pixels).
     """
     w, h = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
     pixels, background = _background(rng, w, h)
@@ -143,26 +181,38 @@ def render_sample(rng: np.random.Generator,
     # Distinct phrases within an image, so that a phrase names one object (grounding
     # and region targets are unambiguous); phrases still repeat across images.
     kinds = [(c, s) for c in COLORS for s in SHAPES]
+    style_p = np.asarray(style_probs, np.float64) / np.sum(style_probs)
     for kind_index in rng.choice(len(kinds), size=min(num, len(kinds)), replace=False):
         color, shape = kinds[kind_index]
         side = int(rng.uniform(*object_scale) * min(w, h))
+        angle = float(rng.uniform(0, 360)) if rng.random() < rotate_prob else 0.0
+        style = STYLES[rng.choice(len(STYLES), p=style_p)]
         box = None
-        while box is None and side >= 12:
+        while box is None and side >= 10:
+            mask = _shape_mask(shape, side)
+            if angle:
+                mask = mask.rotate(angle, resample=Image.BILINEAR, expand=True).point(
+                    lambda v: 255 if v >= 128 else 0)
+            mw, mh = mask.size
             for _ in range(20):
-                x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-                if _overlap_ok((x, y, x + side, y + side), placed, max_overlap):
-                    box = (x, y, x + side, y + side)
+                if mw > w or mh > h:
                     break
-            else:
+                x, y = int(rng.integers(0, w - mw + 1)), int(rng.integers(0, h - mh + 1))
+                if _overlap_ok((x, y, x + mw, y + mh), placed, max_overlap):
+                    box = (x, y, x + mw, y + mh)
+                    break
+            if box is None:
                 side = int(side * 0.8)
         if box is None:
             continue
-        placed.append(box)
-        mask = _shape_mask(shape, side)
         jitter = rng.integers(-15, 16, 3)
-        fill = tuple(int(v) for v in np.clip(np.array(COLORS[color]) + jitter, 0, 255))
-        img.paste(fill, box[:2], mask)
-        left, top, right, bottom = mask.getbbox()
+        fill, paste_mask = _styled_fill(rng, style, mask, np.clip(np.array(COLORS[color]) + jitter, 0, 255))
+        drawn = paste_mask.getbbox()
+        if drawn is None:  # nothing left of a tiny shape
+            continue
+        placed.append(box)
+        img.paste(fill, box[:2], paste_mask)
+        left, top, right, bottom = drawn
         x, y = box[:2]
         objects.append((float(x + left), float(y + top), float(x + right),
                         float(y + bottom), f'{color} {shape}'))
@@ -182,13 +232,17 @@ def generate_synthetic_regions(out_dir: str,
                                num_val: int = 500,
                                seed: int = 0,
                                min_objects: int = 2,
-                               max_objects: int = 5,
+                               max_objects: int = 6,
                                min_size: int = 112,
                                max_size: int = 160,
                                img_format: str = 'jpg',
                                jpeg_quality: int = 95,
-                               build_tokenizer: bool = True) -> dict:
+                               build_tokenizer: bool = True,
+                               **render_kwargs) -> dict:
     """Write the synthetic dataset under ``out_dir`` (layout in the module docstring).
+
+    ``render_kwargs`` go to :func:`render_sample` (``object_scale``, ``max_overlap``,
+    ``rotate_prob``, ``style_probs``); the defaults draw the demo set.
 
     Returns:
         dict: ``ann_files`` (split -> path), ``num_images`` and ``num_regions`` (split ->
@@ -216,7 +270,7 @@ def generate_synthetic_regions(out_dir: str,
             for i in range(num):
                 rng = np.random.default_rng([seed, split_id, i])
                 img, record = render_sample(rng, (min_size, max_size),
-                                            (min_objects, max_objects))
+                                            (min_objects, max_objects), **render_kwargs)
                 image = f'{img_dir}/{i:06d}.{img_format}'
                 img.save(osp.join(out_dir, image), **save_kwargs)
                 f.write(json.dumps(dict(image=image, **record)) + '\n')

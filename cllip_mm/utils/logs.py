@@ -46,3 +46,18 @@ def train_curve(work_dir: str, key: str) -> List[tuple]:
     resumed run logs a step again, the later value wins."""
     points = {r['step']: r[key] for r in load_scalars(work_dir) if key in r and 'step' in r}
     return sorted(points.items())
+
+
+def test_metrics(work_dir: str) -> Dict:
+    """The metrics of the latest ``tools/test.py`` run in ``work_dir``: MMEngine's
+    ``LoggerHook`` dumps them to ``<work_dir>/<timestamp>/<timestamp>.json``.
+
+    Raises:
+        FileNotFoundError: If ``work_dir`` holds no such file.
+    """
+    files = sorted(p for p in glob.glob(osp.join(work_dir, '*', '*.json'))
+                   if osp.basename(osp.dirname(p)) == osp.splitext(osp.basename(p))[0])
+    if not files:
+        raise FileNotFoundError(f'no <timestamp>/<timestamp>.json of a test run under {work_dir!r}')
+    with open(files[-1]) as f:
+        return json.load(f)

@@ -171,3 +171,24 @@ def test_errors(synthetic_root):
     model.load_state_dict(model.state_dict())
     assert model.class_embeddings(CLASSES) is not emb
     assert torch.allclose(F.normalize(emb, dim=-1), emb)
+
+
+def test_region_embeddings_do_not_depend_on_memory_layout(synthetic_root, converted_checkpoint):
+    model = build(synthetic_root, converted_checkpoint)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 64, 96, generator=g)
+    boxes = [torch.tensor(BOXES), torch.tensor(BOXES[:1])]
+    with torch.no_grad():
+        vit = model.extract_feat(images.contiguous())
+        padded = torch.zeros(2, 2, 4)
+        padded[0] = torch.tensor(BOXES) / torch.tensor([96., 64., 96., 64.])
+        padded[1, :1] = padded[0, :1]
+        expected = F.normalize(model.prompter(vit.patch_tokens.contiguous(), padded,
+                                              vit.patch_embeds.contiguous()), dim=-1)
+        for name, x in {'contiguous': images,
+                        'channels_last': images.contiguous(memory_format=torch.channels_last),
+                        'permuted_hwc': images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+                        }.items():
+            got = model.region_embeddings(x, boxes)
+            torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=1e-5, msg=name)
+            torch.testing.assert_close(got[1, :1], expected[1, :1], atol=1e-5, rtol=1e-5, msg=name)

@@ -84,3 +84,60 @@ def test_inference_api_matches_predict(make_tiny_cloc_cfg):
         # Cropping the whole image is the image itself (up to bilinear resampling).
         assert torch.nn.functional.cosine_similarity(
             crops[0, 0], model.embed_images(images[:1])[0], dim=0) > 0.99
+
+
+def _image_layouts(images):
+    """The same images [B, 3, H, W] as a caller may hand them over."""
+    return {
+        'contiguous': images.contiguous(),
+        'channels_last': images.contiguous(memory_format=torch.channels_last),
+        # e.g. torch.from_numpy(hwc_batch).permute(0, 3, 1, 2)
+        'permuted_hwc': images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+    }
+
+
+def test_encoder_maps_are_contiguous(make_tiny_cloc_cfg):
+    model, _, _ = build(make_tiny_cloc_cfg())
+    images = torch.randn(2, 3, 32, 32)
+    for name, x in _image_layouts(images).items():
+        vit = model.image_encoder(x)
+        assert vit.patch_tokens.is_contiguous() and vit.patch_embeds.is_contiguous(), name
+
+
+def test_embed_regions_is_layout_independent_in_both_modes(make_tiny_cloc_cfg):
+    model, _, val_set = build(make_tiny_cloc_cfg())
+    model.eval()
+    data = model.data_preprocessor(pseudo_collate([val_set[i] for i in range(2)]), False)
+    images = data['inputs']
+    boxes = torch.tensor([[[0.1, 0.1, 0.6, 0.5], [0.4, 0.3, 1.0, 0.9]],
+                          [[0.0, 0.5, 0.5, 1.0], [0.2, 0.0, 0.9, 0.4]]])
+    with torch.no_grad():
+        # References built from contiguous memory by hand, outside embed_regions.
+        vit = model.image_encoder(images.contiguous())
+        expected = {
+            'prompter': torch.nn.functional.normalize(model.prompter(
+                vit.patch_tokens.contiguous(), boxes, vit.patch_embeds.contiguous()), dim=-1),
+            'crop': model._embed_crops(images.contiguous(), boxes),
+        }
+        for mode in ('prompter', 'crop'):
+            for name, x in _image_layouts(images).items():
+                torch.testing.assert_close(model.embed_regions(x, boxes, mode=mode), expected[mode],
+                                           atol=1e-5, rtol=1e-5, msg=f'{mode}, {name}')
+
+
+def test_crop_mode_crops_the_box(make_tiny_cloc_cfg, monkeypatch):
+    """The crops that crop-and-encode embeds are the boxes' pixels, resized bilinearly
+    (``F.interpolate`` of a slice; the outer ring of output pixels differs, since RoIAlign
+    reads the pixels just outside the box where the slice clamps), in any memory layout."""
+    model, _, _ = build(make_tiny_cloc_cfg(clip_only=True))
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(1, 3, 32, 32, generator=g)
+    expected = torch.nn.functional.interpolate(images[:, :, 8:24, 0:16], size=(32, 32),
+                                               mode='bilinear', align_corners=False)
+    boxes = torch.tensor([[[0 / 32, 8 / 32, 16 / 32, 24 / 32]]])
+    seen = []
+    monkeypatch.setattr(model, 'embed_images', lambda crops: seen.append(crops) or torch.zeros(len(crops), 16))
+    for x in _image_layouts(images).values():
+        model.embed_regions(x, boxes, mode='crop')
+        torch.testing.assert_close(seen[-1][..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1],
+                                   atol=1e-5, rtol=1e-5)

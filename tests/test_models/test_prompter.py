@@ -108,3 +108,45 @@ def test_context_pos_encoding_tells_positions_apart():
     assert torch.cdist(context[0], context[0]).add(torch.eye(36)).min() > 0
     plain = make_prompter().image_context(constant)
     assert torch.allclose(plain[0], plain[0, :1].expand(36, -1))
+
+
+# ---------------------------------------------------------------- memory layout
+def _layouts(x):
+    return {
+        'contiguous': x.contiguous(),
+        'channels_last': x.contiguous(memory_format=torch.channels_last),
+        # What ``patches.transpose(1, 2).unflatten(...)`` of a ViT gives: same values,
+        # [B, h, w, C] storage.
+        'transposed_view': x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+    }
+
+
+def test_roi_features_are_exact_patch_means_in_every_layout():
+    """A box covering whole patches, pooled with one sample per patch, is their mean."""
+    prompter = make_prompter(roi_output_size=3, roi_sampling_ratio=1)
+    g = torch.Generator().manual_seed(1)
+    fmap = torch.randn(2, 32, 6, 8, generator=g)  # h=6, w=8
+    # rows 1..3, cols 2..4 of image 0; rows 3..5, cols 5..7 of image 1 (3x3 patches each)
+    boxes = torch.tensor([[[2 / 8, 1 / 6, 5 / 8, 4 / 6]], [[5 / 8, 3 / 6, 8 / 8, 6 / 6]]])
+    expected = torch.stack([fmap[0, :, 1:4, 2:5].mean((1, 2)), fmap[1, :, 3:6, 5:8].mean((1, 2))])
+    for name, tokens in _layouts(fmap).items():
+        got = prompter.roi_features(tokens, boxes)[:, 0]
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize('sources', [dict(roi_sources=('final', ), context_sources=('final', )),
+                                     dict(roi_sources=('patch_embed', 'final'),
+                                          context_sources=('final', 'patch_embed'),
+                                          context_pos_encoding=True)])
+def test_region_embeddings_do_not_depend_on_memory_layout(sources):
+    prompter = make_prompter(num_layers=2, **sources)
+    g = torch.Generator().manual_seed(2)
+    tokens, embeds = torch.randn(2, 32, 6, 6, generator=g), torch.randn(2, 32, 6, 6, generator=g)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.3, 0.2, 0.9, 1.0]],
+                          [[0.5, 0.5, 1.0, 1.0], [0.1, 0.6, 0.4, 0.9]]])
+    with torch.no_grad():
+        expected = prompter(tokens, boxes, embeds)
+        for t_name, t in _layouts(tokens).items():
+            for e_name, e in _layouts(embeds).items():
+                torch.testing.assert_close(prompter(t, boxes, e), expected, atol=1e-5, rtol=1e-5,
+                                           msg=f'{t_name} tokens, {e_name} embeds')

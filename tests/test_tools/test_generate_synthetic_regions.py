@@ -59,7 +59,8 @@ def test_layout_and_records(demo):
 def test_objects_are_visible_and_tightly_boxed(tmp_path):
     """PNG output (lossless): the shape's colour reaches every side of its box."""
     out = tmp_path / 'png'
-    _generate(out, num_train=8, num_val=0, img_format='png', build_tokenizer=False)
+    _generate(out, num_train=8, num_val=0, img_format='png', build_tokenizer=False,
+              style_probs=(1.0, 0.0, 0.0))
     checked = 0
     for r in _records(out / 'annotations' / 'train.jsonl'):
         img = np.asarray(Image.open(out / r['image']).convert('RGB')).astype(int)
@@ -157,3 +158,34 @@ def test_command_line(tmp_path, capsys):
 def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match='min_objects'):
         _generate(tmp_path, min_objects=3, max_objects=2)
+
+
+def test_outlines_show_the_background_inside(tmp_path):
+    """An outlined object has its colour on the box border and not at the box centre."""
+    out = tmp_path / 'outline'
+    _generate(out, num_train=8, num_val=0, img_format='png', build_tokenizer=False,
+              style_probs=(0.0, 0.0, 1.0), rotate_prob=0.0, max_overlap=0.0)
+    checked = 0
+    for r in _records(out / 'annotations' / 'train.jsonl'):
+        img = np.asarray(Image.open(out / r['image']).convert('RGB')).astype(int)
+        for region in r['regions']:
+            if region['phrase'].endswith('triangle') or region['phrase'].endswith('star'):
+                continue  # thin shapes: the centre may lie on the outline
+            x1, y1, x2, y2 = (int(v) for v in region['bbox'])
+            color = np.array(COLORS[region['phrase'].split()[0]])
+            close = (np.abs(img[y1:y2, x1:x2] - color) <= 16).all(-1)
+            h, w = close.shape
+            assert close[:, 0].any() and close[:, -1].any(), region
+            assert not close[h // 2 - 1:h // 2 + 2, w // 2 - 1:w // 2 + 2].all(), region
+            checked += 1
+    assert checked >= 4
+
+
+def test_default_object_scales_span_small_to_large():
+    from cllip_mm.datasets.synthetic import render_sample
+    sides = []
+    for i in range(60):
+        _, record = render_sample(np.random.default_rng([0, 0, i]))
+        sides += [max(b[2] - b[0], b[3] - b[1]) / min(record['width'], record['height'])
+                  for b in (region['bbox'] for region in record['regions'])]
+    assert min(sides) < 0.15 and max(sides) > 0.4

@@ -16,7 +16,8 @@ def test_run_demo_prints_cloc_and_clip_side_by_side(tmp_path):
         fast += [f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools/run_demo.py'), '--data-root', data_root, '--work-dir',
-         work_dir, '--num-train', '32', '--num-val', '16', '--data-seed', '5', '--cfg-options', *fast],
+         work_dir, '--num-train', '32', '--num-val', '16', '--data-seed', '5', '--shifts', 'restyled',
+         '--num-shift', '8', '--cfg-options', *fast],
         env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout[proc.stdout.index('metric (val split)'):]
@@ -29,5 +30,13 @@ def test_run_demo_prints_cloc_and_clip_side_by_side(tmp_path):
     assert 0 <= cloc['region_cls/top1'] <= 1 and 0 <= clip['region_cls/top1'] <= 1
     assert summary['region_top1_margin'] == cloc['region_cls/top1'] - clip['region_cls/top1']
     assert cloc['grounding/acc@0.5'] is not None and clip['grounding/acc@0.5'] is None
+    # Each final checkpoint is also evaluated on the shifted set (tools/test.py).
+    assert any(r.startswith('restyled: region top-1') for r in rows)
+    assert 0 <= cloc['shift/restyled/region_cls/top1'] <= 1 and 0 <= clip['shift/restyled/region_cls/top1'] <= 1
+    assert cloc['shift/restyled/grounding/acc@0.5'] is not None
+    assert summary['restyled_region_top1_margin'] == (cloc['shift/restyled/region_cls/top1']
+                                                      - clip['shift/restyled/region_cls/top1'])
+    with open(osp.join(data_root, 'shifts', 'restyled', 'annotations', 'val.jsonl')) as f:
+        assert len(f.readlines()) == 8
     assert osp.getsize(osp.join(work_dir, 'curves.png')) > 1000
     assert osp.exists(osp.join(data_root, 'tokenizer', 'tokenizer.json'))

@@ -5,7 +5,7 @@ Example::
 
     python tools/dataset_converters/generate_synthetic_regions.py \
         --out data/cloc_demo --num-train 4000 --num-val 500 --seed 0 \
-        --min-objects 2 --max-objects 5
+        --min-objects 2 --max-objects 6
 """
 import argparse
 import os.path as osp
@@ -28,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--num-val', type=int, default=500)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--min-objects', type=int, default=2)
-    parser.add_argument('--max-objects', type=int, default=5)
+    parser.add_argument('--max-objects', type=int, default=6)
     parser.add_argument('--min-size', type=int, default=112, help='min image side (px)')
     parser.add_argument('--max-size', type=int, default=160, help='max image side (px)')
     parser.add_argument('--img-format', choices=('jpg', 'png'), default='jpg')
