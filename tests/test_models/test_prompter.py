@@ -150,3 +150,23 @@ def test_region_embeddings_do_not_depend_on_memory_layout(sources):
             for e_name, e in _layouts(embeds).items():
                 torch.testing.assert_close(prompter(t, boxes, e), expected, atol=1e-5, rtol=1e-5,
                                            msg=f'{t_name} tokens, {e_name} embeds')
+
+
+def test_flatten_roi_pool_keeps_the_layout_in_the_box():
+    """Two boxes with the same content mirrored: the grid mean cannot tell them apart,
+    the flattened grid can (what lets the Prompter read an object's shape)."""
+    fmap = torch.zeros(1, 32, 4, 8)
+    fmap[0, 0, :, 0:2] = 1.0   # box A (cols 0..3): signal on its left half
+    fmap[0, 0, :, 6:8] = 1.0   # box B (cols 4..7): signal on its right half
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 1.0, 1.0]]])
+    mean = make_prompter(roi_output_size=2, roi_sampling_ratio=1, roi_pool='mean')
+    flat = make_prompter(roi_output_size=2, roi_sampling_ratio=1, roi_pool='flatten')
+    m = mean.roi_features(fmap, boxes)
+    f = flat.roi_features(fmap, boxes)
+    assert m.shape == (1, 2, 32) and f.shape == (1, 2, 32 * 4)
+    torch.testing.assert_close(m[0, 0], m[0, 1])
+    assert not torch.allclose(f[0, 0], f[0, 1])
+    torch.testing.assert_close(f[0, 0].view(32, 2, 2).flip(-1), f[0, 1].view(32, 2, 2))
+    assert flat(fmap, boxes).shape == (1, 2, 16)
+    with pytest.raises(ValueError, match='roi_pool'):
+        make_prompter(roi_pool='max')

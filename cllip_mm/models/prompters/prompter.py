@@ -47,10 +47,13 @@ class Prompter(BaseModule):
     """Turns box prompts into region embeddings (spec 3.3).
 
     1. ``box_embed = MLP(sine(box cxcywh))`` + a learned "box" type embedding;
-    2. ``roi = Linear(mean_kxk(RoIAlign(tokens, box)))`` (``mmcv.ops.roi_align``,
-       ``aligned=True``; boxes are mapped to the patch grid, i.e. spatial_scale 1/p),
+    2. ``roi = Linear(mean_kxk(RoIAlign(tokens, box)))`` (mmcv's RoIAlign through
+       :func:`cllip_mm.models.layers.roi_align`, so any memory layout of the maps is
+       read correctly; ``aligned=True``; boxes are mapped to the patch grid),
        one linear layer per map in ``roi_sources``: 'final' (the encoder's output
-       patch tokens) and/or 'patch_embed' (the stem's patch embeddings);
+       patch tokens) and/or 'patch_embed' (the stem's patch embeddings); with
+       ``roi_pool='flatten'`` the linear layer reads the whole k x k grid instead of its
+       mean, so the token keeps the layout (shape) of what is in the box;
     3. ``num_layers`` :class:`PrompterLayer` onto the image tokens (skipped when
        ``region_pooler='roi'``, the "pool the patches in the box" ablation); the image
        tokens are the sum over ``context_sources`` ('final' as is, 'patch_embed'
@@ -65,13 +68,14 @@ class Prompter(BaseModule):
         mlp_ratio (float): MLP hidden width / C.
         roi_output_size (int): k of the k x k RoIAlign grid.
         roi_sampling_ratio (int): RoIAlign samples per bin (0 = adaptive).
+        roi_pool (str): How the k x k RoIAlign grid becomes the prompt token's content:
+            'mean' (mean over the grid, then Linear(C, C)) or 'flatten' (Linear(C*k*k, C)
+            on the whole grid, which keeps where in the box things are).
         box_encoding_feats (int): Sine features per box coordinate.
         region_pooler (str): 'prompter' (default) or 'roi'.
         roi_sources (sequence[str]): Which token maps RoIAlign pools the prompt token's
-            content from (summed): 'final' and/or 'patch_embed'; empty for none. From
-            scratch, the encoder's deep tokens carry little appearance information early
-            in training (docs/region_effect.md measures it), so the CPU demo pools the
-            stem's patch embeddings; an encoder started from CLIP can use 'final'.
+            content from (summed): 'final' and/or 'patch_embed'; empty for none
+            (docs/region_effect.md compares them on the demo).
         context_sources (sequence[str]): Which token maps make the image tokens that
             the layers attend to (summed), like ``roi_sources``; must contain 'final'.
         context_pos_encoding (bool): Add a fixed 2-D sine encoding of each token's
@@ -89,6 +93,7 @@ class Prompter(BaseModule):
                  mlp_ratio: float = 4.0,
                  roi_output_size: int = 4,
                  roi_sampling_ratio: int = 2,
+                 roi_pool: str = 'mean',
                  box_encoding_feats: int = 32,
                  region_pooler: str = 'prompter',
                  roi_sources: Sequence[str] = ('final', ),
@@ -99,6 +104,8 @@ class Prompter(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if region_pooler not in ('prompter', 'roi'):
             raise ValueError(f"region_pooler must be 'prompter' or 'roi', got {region_pooler!r}")
+        if roi_pool not in ('mean', 'flatten'):
+            raise ValueError(f"roi_pool must be 'mean' or 'flatten', got {roi_pool!r}")
         self.width = width
         self.embed_dim = embed_dim
         self.region_pooler = region_pooler
@@ -112,11 +119,13 @@ class Prompter(BaseModule):
         self.context_sources = tuple(context_sources)
         self.roi_output_size = roi_output_size
         self.roi_sampling_ratio = roi_sampling_ratio
+        self.roi_pool = roi_pool
         self.box_encoding_feats = box_encoding_feats
         self.box_mlp = nn.Sequential(
             nn.Linear(4 * box_encoding_feats, width), build_activation(act), nn.Linear(width, width))
         self.box_type_embed = nn.Parameter(torch.zeros(width))
-        self.roi_proj = nn.ModuleDict({source: nn.Linear(width, width) for source in self.roi_sources})
+        roi_width = width * roi_output_size**2 if roi_pool == 'flatten' else width
+        self.roi_proj = nn.ModuleDict({source: nn.Linear(roi_width, width) for source in self.roi_sources})
         self.context_pos_encoding = (
             SinePositionalEncoding(num_feats=width // 2, normalize=True) if context_pos_encoding else None)
         self.context_proj = nn.ModuleDict(
@@ -132,20 +141,25 @@ class Prompter(BaseModule):
             bbox_xyxy_to_cxcywh(boxes), num_feats=self.box_encoding_feats)
         return self.box_mlp(feats)
 
-    def roi_features(self, patch_tokens: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """Mean of the k x k RoIAlign grid of each box.
+    def roi_grid(self, patch_tokens: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """The k x k RoIAlign grid of each box.
 
         Args:
-            patch_tokens (Tensor): [B, C, h, w] patch grid.
+            patch_tokens (Tensor): [B, C, h, w] patch grid (any memory layout).
             boxes (Tensor): [B, R, 4] normalised xyxy of the network input.
 
         Returns:
-            Tensor: [B, R, C].
+            Tensor: [B, R, C, k, k].
         """
         b, r, _ = boxes.shape
         rois = boxes_to_rois(boxes, patch_tokens.shape[-2:])
         pooled = roi_align(patch_tokens, rois, self.roi_output_size, 1.0, self.roi_sampling_ratio)
-        return pooled.mean(dim=(2, 3)).unflatten(0, (b, r))
+        return pooled.unflatten(0, (b, r))
+
+    def roi_features(self, patch_tokens: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """What ``roi_proj`` reads: [B, R, C] (grid mean) or [B, R, C*k*k] ('flatten')."""
+        grid = self.roi_grid(patch_tokens, boxes)
+        return grid.flatten(2) if self.roi_pool == 'flatten' else grid.mean(dim=(3, 4))
 
     @staticmethod
     def _token_map(source: str, patch_tokens: torch.Tensor,
