@@ -13,6 +13,7 @@ model computes), run through MMEngine's test loop, so it is distributed like
 tools/test.py. Prints one table, writes <work-dir>/benchmark.json.
 """
 import argparse
+import itertools
 import json
 import os
 import os.path as osp
@@ -30,6 +31,7 @@ from cllip_mm.utils import (register_all_modules, setup_cpu_distributed,  # noqa
                             teardown_distributed)
 
 TASK_DIR = osp.join(ROOT, 'configs', 'benchmarks', '_base_', 'tasks')
+_run_ids = itertools.count()  # distinct experiment names for runs in one process
 TASKS = sorted(osp.splitext(f)[0] for f in os.listdir(TASK_DIR) if f.endswith('.py'))
 
 
@@ -120,7 +122,9 @@ def task_config(args, task: str, work_dir: str) -> Config:
         cfg.model.crop_scale = args.crop_scale
     cfg.launcher = args.launcher
     cfg.work_dir = osp.join(work_dir, task)
-    cfg.experiment_name = task
+    cfg.experiment_name = f'{task}_{next(_run_ids)}'
+    if cfg.get('visualizer'):  # one visualizer (and log dir) per task
+        cfg.visualizer.name = cfg.experiment_name
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.cfg_options:

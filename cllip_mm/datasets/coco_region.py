@@ -97,6 +97,8 @@ class CocoRegionDataset(BaseDataset):
             else:
                 self.skip_counts['images without boxes'] += 1
         self._log_skips(len(data_list))
+        if not data_list:
+            raise ValueError(f'{self.ann_file}: no image with a box of the {len(classes)} classes')
         return data_list
 
     def _parse_image(self, info: dict, anns: List[dict], names: dict, vocabulary: set) -> dict:

@@ -73,6 +73,8 @@ class ZeroShotImageDataset(BaseDataset):
             elif len(classes) != len(dirs):
                 raise ValueError(f'{root}: {len(dirs)} class directories but {len(classes)} '
                                  'class names')
+        if not data_list:
+            raise ValueError(f'{self.ann_file or root}: no image ({", ".join(IMG_EXTENSIONS)})')
         if num_labels > len(classes):
             raise ValueError(f'{self.ann_file or root}: label {num_labels - 1} is out of the '
                              f'{len(classes)} classes')

@@ -139,7 +139,11 @@ def test_zero_shot_image_layouts(tmp_path):
 def test_zero_shot_image_1000_folders_get_imagenet_names(tmp_path):
     for i in range(1000):
         os.makedirs(tmp_path / f'n{i:08d}')
+    with pytest.raises(ValueError, match='no image'):
+        ZeroShotImageDataset(data_prefix=dict(img=str(tmp_path)))
+    (tmp_path / 'n00000999' / 'x.jpg').write_bytes(b'')
     ds = ZeroShotImageDataset(data_prefix=dict(img=str(tmp_path)))
+    assert ds.get_data_info(0)['gt_label'] == 999
     assert ds.metainfo['classes'] == IMAGENET_CLASSES
 
 

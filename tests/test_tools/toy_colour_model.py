@@ -93,13 +93,15 @@ def write_tokenizer(out_dir: str) -> str:
 def toy_cfg(base_cfg, tokenizer_file: str, mode: str = 'prompter'):
     """``base_cfg`` (a full tiny CLOC config) with the toy encoders (32 px input)."""
     cfg = base_cfg.copy()
-    cfg.model.update(
+    replace = dict(
         image_encoder=dict(type='ToyColourEncoder', img_size=32),
         text_encoder=dict(type='ToyTextEncoder', tokenizer_file=tokenizer_file),
         tokenizer=dict(type='HFTokenizer', path=tokenizer_file, context_length=16),
         prompter=dict(type='ToyBoxPrompter') if mode == 'prompter' else None,
         grounding_head=None, region_loss=None, grounding_loss=None,
         region_embed_mode=mode, phrase_context_length=16)
+    for key, value in replace.items():  # replace, not merge into, the tiny ones
+        cfg.model[key] = value
     cfg.custom_imports = dict(imports=['toy_colour_model'], allow_failed_imports=False)
     return cfg
 

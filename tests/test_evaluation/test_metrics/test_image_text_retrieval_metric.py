@@ -61,7 +61,8 @@ def test_known_permutation():
     assert metrics == pytest.approx({
         'retrieval/i2t_R@1': 0.5, 'retrieval/i2t_R@2': 1.0,
         'retrieval/t2i_R@1': 0.5, 'retrieval/t2i_R@2': 1.0,
-        'retrieval/mean_R@1': 0.5, 'retrieval/mean_R@2': 1.0})
+        'retrieval/mean_R@1': 0.5, 'retrieval/mean_R@2': 1.0,
+        'retrieval/num_images': 4, 'retrieval/num_texts': 4})
 
 
 SIMS_DUP = [[0.1, 0.5, 0.2],
@@ -75,7 +76,8 @@ def test_duplicate_caption():
     # match is a matching image.
     metrics = run(make_samples(SIMS_DUP, ['a dog', 'a dog', 'a cat']), topk=1)
     assert metrics == pytest.approx({'retrieval/i2t_R@1': 2 / 3, 'retrieval/t2i_R@1': 1.0,
-                                     'retrieval/mean_R@1': 5 / 6})
+                                     'retrieval/mean_R@1': 5 / 6, 'retrieval/num_images': 3,
+                                     'retrieval/num_texts': 3})
     # Exact string equality: a different spelling is a different caption.
     metrics = run(make_samples(SIMS_DUP, ['a dog', 'A dog', 'a cat']), topk=1,
                   same_image_positive=False)
