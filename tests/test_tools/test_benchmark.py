@@ -282,6 +282,11 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
     from synthetic_to_coco import convert
     root = str(tmp_path / 'set')
     shutil.copytree(tiny_region_set, root)
+    val = osp.join(root, 'annotations', 'val.jsonl')
+    with open(val) as f:
+        lines = f.readlines()
+    with open(val, 'w') as f:  # 15 images: the sampler pads rank 1 with a copy of one
+        f.writelines(lines[:15])
     classes = convert(root)['classes']  # writes <root>/mmdet/instances_val.json
 
     cfg = make_tiny_cloc_cfg()
@@ -322,3 +327,32 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
     for task in tasks:
         assert two[task] == pytest.approx(one[task]), task
     assert 'region_cls/top1' in proc.stdout  # the table
+
+
+def test_benchmark_config_for_tools_test_equals_the_tool(tiny_region_set, tmp_path):
+    """configs/benchmarks/cloc_vit-tiny-p8_zeroshot_synthetic-region-cls.py through the
+    runner (what tools/test.py does) gives what tools/benchmark.py gives with the demo
+    training config and the same (random-init) checkpoint."""
+    from mmengine.config import Config
+    sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
+    from synthetic_to_coco import convert
+    root = str(tmp_path / 'set')
+    shutil.copytree(tiny_region_set, root)
+    convert(root, splits=['val'])
+    tokenizer = osp.join(root, 'tokenizer')
+
+    cfg = Config.fromfile(osp.join(REPO, 'configs/benchmarks/'
+                                   'cloc_vit-tiny-p8_zeroshot_synthetic-region-cls.py'))
+    cfg.model.tokenizer.path = tokenizer
+    cfg.test_dataloader.update(batch_size=4, num_workers=0)
+    cfg.test_dataloader.dataset.data_root = root + '/'
+    ckpt = toy_checkpoint(cfg, str(tmp_path / 'demo_random.pth'))
+    cfg.update(load_from=ckpt, work_dir=str(tmp_path / 'test'), experiment_name='tools_test')
+    via_test = Runner.from_cfg(cfg).test()
+
+    via_tool = run(osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py'), ckpt,
+                   ['synthetic_region_cls'], str(tmp_path), '--task-root',
+                   f'synthetic_region_cls={root}', '--cfg-options',
+                   f'model.tokenizer.path={tokenizer}', work_dir=tmp_path / 'tool')
+    assert via_tool['synthetic_region_cls'] == pytest.approx(via_test)
+    assert via_test['region_cls/num_regions'] > 20

@@ -163,9 +163,8 @@ class CLOC(BaseModel):
         bad = set(outputs) - set(TEST_OUTPUTS)
         if bad:
             raise ValueError(f'test_cfg.outputs: unknown {sorted(bad)}; choose from {TEST_OUTPUTS}')
-        self.test_cfg = dict(
-            outputs=outputs,
-            prompt_templates=get_templates(test_cfg.get('prompt_templates') or (vocabulary_template, )))
+        templates = test_cfg.get('prompt_templates') or (vocabulary_template, )
+        self.test_cfg = dict(outputs=outputs, prompt_templates=get_templates(templates))
         self._class_embed_cache: Dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ inference API
@@ -231,7 +230,8 @@ class CLOC(BaseModel):
         crop-and-resize to ``crop_size``) and embedded as an image."""
         b, r, _ = boxes.shape
         if self.crop_scale != 1.0:
-            centre, half = (boxes[..., :2] + boxes[..., 2:]) / 2, (boxes[..., 2:] - boxes[..., :2]) / 2
+            centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+            half = (boxes[..., 2:] - boxes[..., :2]) / 2
             boxes = torch.cat([centre - half * self.crop_scale,
                                centre + half * self.crop_scale], -1).clamp(0, 1)
         rois = boxes_to_rois(boxes, images.shape[-2:])
