@@ -48,3 +48,27 @@ def test_vit_l14_336_image_encoder_size():
     assert count(image_encoder) == 304_293_888
     assert image_encoder.grid_size == (24, 24)
     assert cfg.train_dataloader.batch_size * 256 == 32768
+
+
+BENCHMARK_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'benchmarks', '*.py')))
+TASK_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'benchmarks', '_base_', 'tasks', '*.py')))
+
+
+@pytest.mark.parametrize('path', BENCHMARK_CONFIGS + TASK_CONFIGS,
+                         ids=[osp.relpath(p, ROOT) for p in BENCHMARK_CONFIGS + TASK_CONFIGS])
+def test_benchmark_config_parses(path):
+    """Every benchmark config names registered components and valid model outputs."""
+    from cllip_mm.datasets.class_names import get_templates
+    from cllip_mm.models.detectors.cloc import TEST_OUTPUTS
+    from cllip_mm.registry import DATASETS, HOOKS, METRICS
+    cfg = Config.fromfile(path)
+    test_cfg = cfg.model.test_cfg if 'model' in cfg else cfg.model_test_cfg
+    assert set(test_cfg['outputs']) <= set(TEST_OUTPUTS)
+    get_templates(test_cfg.get('prompt_templates') or ['{}'])
+    assert DATASETS.get(cfg.test_dataloader.dataset.type) is not None
+    for metric in cfg.test_evaluator:
+        assert METRICS.get(metric['type']) is not None
+    assert all(HOOKS.get(h['type']) for h in cfg.custom_hooks)
+    if 'model' in cfg:
+        assert cfg.model.type == 'CLOC'
+        assert (cfg.model.get('prompter') is None) == osp.basename(path).startswith('clip_')

@@ -1,5 +1,12 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
+from .coco_region import CocoRegionDataset
+from .karpathy_retrieval import KarpathyRetrievalDataset
+from .odvg_region_text import ODVGRegionTextDataset
 from .region_text import BadRecordError, RegionTextDataset
 from .transforms import *  # noqa: F401,F403
+from .zero_shot_image import ZeroShotImageDataset
 
-__all__ = ['RegionTextDataset', 'BadRecordError']
+__all__ = [
+    'RegionTextDataset', 'BadRecordError', 'CocoRegionDataset', 'KarpathyRetrievalDataset',
+    'ODVGRegionTextDataset', 'ZeroShotImageDataset'
+]

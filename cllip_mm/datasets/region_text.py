@@ -71,6 +71,10 @@ class RegionTextDataset(BaseDataset):
         check_image_exists (bool): Check at parse time that every image file exists.
         return_vocabulary (bool): Put ``vocabulary`` in each data info (for
             evaluation sets, so that regions can be classified).
+        sample_images (int, optional): Keep a random sample of this many records
+            (without replacement, in file order; e.g. the 2K GRIT images of the
+            paper's region retrieval). None keeps all.
+        sample_seed (int): Seed of that sample.
         backend_args (dict, optional): Arguments of the mmengine file backend.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`. ``filter_cfg``
             may hold ``filter_empty_gt=True`` to drop images without regions (not in
@@ -87,6 +91,8 @@ class RegionTextDataset(BaseDataset):
                  on_bad_record: str = 'raise',
                  check_image_exists: bool = True,
                  return_vocabulary: bool = False,
+                 sample_images: Optional[int] = None,
+                 sample_seed: int = 0,
                  backend_args: Optional[dict] = None,
                  **kwargs) -> None:
         if on_bad_record not in ('raise', 'skip'):
@@ -98,6 +104,10 @@ class RegionTextDataset(BaseDataset):
         self.on_bad_record = on_bad_record
         self.check_image_exists = check_image_exists
         self.return_vocabulary = return_vocabulary
+        if sample_images is not None and sample_images < 1:
+            raise ValueError(f'sample_images must be positive, got {sample_images}')
+        self.sample_images = sample_images
+        self.sample_seed = sample_seed
         self.backend_args = backend_args
         #: Number of skipped records / regions per reason (``on_bad_record='skip'``).
         self.skip_counts: Counter = Counter()
@@ -125,6 +135,10 @@ class RegionTextDataset(BaseDataset):
             if data_info is not None:
                 data_list.append(data_info)
         self._log_skips(len(data_list))
+        if self.sample_images is not None and self.sample_images < len(data_list):
+            rng = np.random.default_rng(self.sample_seed)
+            keep = np.sort(rng.choice(len(data_list), self.sample_images, replace=False))
+            data_list = [data_list[i] for i in keep]
 
         if self._metainfo.get('classes') is None:
             phrases = {p for info in data_list for p in info['gt_phrases']}

@@ -21,7 +21,8 @@ class PackRegionTextInputs(BaseTransform):
     FloatTensor [R, 4] (xyxy pixels of ``img_shape``), ``phrases`` list[str],
     ``scores`` FloatTensor [R] (1.0 when ``gt_scores`` is absent) and, when
     ``results['vocabulary']`` is set, ``labels`` LongTensor [R] (index of each phrase
-    in the vocabulary, -1 when absent from it).
+    in the vocabulary, -1 when absent from it). An image-level class index
+    ``results['gt_label']`` becomes ``sample.gt_label`` LongTensor [1].
 
     Args:
         meta_keys (Sequence[str]): Keys copied into the sample's metainfo when they
@@ -32,7 +33,8 @@ class PackRegionTextInputs(BaseTransform):
                  meta_keys: Sequence[str] = ('img_path', 'ori_shape', 'img_shape',
                                              'scale_factor', 'caption', 'flip',
                                              'flip_direction', 'vocabulary',
-                                             'sample_idx', 'ann_line')) -> None:
+                                             'sample_idx', 'ann_line', 'captions',
+                                             'img_id')) -> None:
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:
@@ -62,6 +64,8 @@ class PackRegionTextInputs(BaseTransform):
         data_sample = RegionTextDataSample(metainfo={
             key: results[key] for key in self.meta_keys if key in results})
         data_sample.gt_regions = gt_regions
+        if results.get('gt_label') is not None:
+            data_sample.gt_label = torch.tensor([int(results['gt_label'])], dtype=torch.long)
         return dict(inputs=img, data_samples=data_sample)
 
     def __repr__(self) -> str:

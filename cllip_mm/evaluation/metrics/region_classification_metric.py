@@ -40,6 +40,9 @@ class RegionClassificationMetric(BaseMetric):
         prefix (str, optional): Prefix of the metric names. Defaults to 'region_cls'.
     """
     default_prefix: Optional[str] = 'region_cls'
+    #: The data sample fields of the scores [R, V] and labels [R].
+    scores_field = 'pred_regions.scores'
+    labels_field = 'gt_regions.labels'
 
     def __init__(self,
                  topk: Union[int, Sequence[int]] = (1, 5),
@@ -55,7 +58,7 @@ class RegionClassificationMetric(BaseMetric):
         """Keep, per sample, the rank of each labelled region's GT class."""
         name = type(self).__name__
         for data_sample in data_samples:
-            labels = get_tensor(data_sample, 'gt_regions.labels', name, ndim=1,
+            labels = get_tensor(data_sample, self.labels_field, name, ndim=1,
                                 hint='Region classification needs a vocabulary: set the '
                                 'dataset\'s metainfo "classes".').long()
             if labels.numel() == 0:
@@ -66,19 +69,19 @@ class RegionClassificationMetric(BaseMetric):
                     dict(labels=labels, ranks=labels.clone(), num_ignored=0,
                          num_classes=None))
                 continue
-            scores = get_tensor(data_sample, 'pred_regions.scores', name, ndim=2,
+            scores = get_tensor(data_sample, self.scores_field, name, ndim=2,
                                 hint='Does the model embed regions and is a vocabulary set?')
             num_classes = scores.shape[1]
             if scores.shape[0] != labels.shape[0]:
                 raise ValueError(
                     f'{name}: data sample {sample_name(data_sample)}: '
-                    f'"pred_regions.scores" has {scores.shape[0]} rows but '
-                    f'"gt_regions.labels" has {labels.shape[0]} regions.')
+                    f'"{self.scores_field}" has {scores.shape[0]} rows but '
+                    f'"{self.labels_field}" has {labels.shape[0]} labels.')
             bad = (labels < -1) | (labels >= num_classes)
             if bad.any():
                 raise ValueError(
                     f'{name}: data sample {sample_name(data_sample)}: '
-                    f'"gt_regions.labels" must lie in [-1, {num_classes - 1}] '
+                    f'"{self.labels_field}" must lie in [-1, {num_classes - 1}] '
                     f'(vocabulary of {num_classes}), got {labels[bad].tolist()}.')
             keep = labels >= 0
             labels, scores = labels[keep], scores[keep].float()
@@ -126,3 +129,19 @@ class RegionClassificationMetric(BaseMetric):
         metrics['num_regions'] = num_regions
         metrics['num_ignored'] = num_ignored
         return metrics
+
+
+@METRICS.register_module()
+class ImageClassificationMetric(RegionClassificationMetric):
+    """Top-k and mean per-class accuracy of zero-shot image classification (ImageNet).
+
+    The whole image is the one "region": reads ``pred_scores`` [1, V] (the image
+    embedding against the class-name embeddings of ``vocabulary``, written by
+    ``CLOC.predict`` with ``test_cfg.outputs`` holding ``'image_scores'``) and
+    ``gt_label`` [1] (the class index). Same tie rule and metrics as
+    :class:`RegionClassificationMetric` (``num_regions`` counts images), prefixed with
+    ``image_cls/``.
+    """
+    default_prefix: Optional[str] = 'image_cls'
+    scores_field = 'pred_scores'
+    labels_field = 'gt_label'

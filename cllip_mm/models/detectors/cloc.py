@@ -5,13 +5,31 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
+from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
 from cllip_mm.structures import RegionTextDataSample, SampleList
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
+
+#: What ``CLOC.predict`` can write into each data sample:
+#:
+#: - ``image_embed``: ``sample.image_embed`` [D];
+#: - ``text_embed``: ``sample.text_embed`` [D] of the ``caption`` metainfo, or
+#:   ``sample.text_embeds`` [K, D] of the ``captions`` metainfo (skipped without either);
+#: - ``region_embeds``: ``pred_regions.embeds`` [R, D] of the GT boxes and, with a
+#:   ``vocabulary`` metainfo, ``pred_regions.scores`` [R, V] (cosine similarity with the
+#:   class embeddings, phrase context);
+#: - ``phrase_embeds``: ``pred_regions.phrase_embeds`` [R, D] of the GT phrases;
+#: - ``grounding``: ``pred_regions.ground_bboxes`` [R, 4] (with a grounding head);
+#: - ``image_scores``: ``sample.pred_scores`` [1, V], the image embedding against the
+#:   class embeddings of ``vocabulary`` (caption context).
+TEST_OUTPUTS = ('image_embed', 'text_embed', 'region_embeds', 'phrase_embeds', 'grounding',
+                'image_scores')
+DEFAULT_TEST_OUTPUTS = ('image_embed', 'text_embed', 'region_embeds', 'grounding')
 
 
 class RegionBatch(NamedTuple):
@@ -74,8 +92,17 @@ class CLOC(BaseModel):
             the RegionCLIP protocol for CLIP). Defaults to 'prompter' when there is a
             prompter, else 'crop'.
         crop_size (tuple, optional): (h, w) of crops; defaults to the encoder's input size.
+        crop_scale (float): Crop context: each box is scaled by this factor about its
+            centre (then clipped to the image) before cropping; 1.0 crops the box.
         vocabulary_template (str): Template for the class names of region
-            classification, e.g. ``'a photo of a {}.'``.
+            classification, e.g. ``'a photo of a {}.'`` (used when ``test_cfg`` gives
+            no ``prompt_templates``).
+        test_cfg (dict, optional): What ``predict`` computes (see :data:`TEST_OUTPUTS`):
+            ``outputs`` (default ``('image_embed', 'text_embed', 'region_embeds',
+            'grounding')``) and ``prompt_templates`` (a list of templates with one
+            ``{}``, or a set name of :mod:`cllip_mm.datasets.class_names` such as
+            ``'openai'``): each class name is embedded with every template, the class
+            embedding is the normalised mean of the normalised embeddings.
         data_preprocessor (dict, optional): Usually ``ImgDataPreprocessor`` with CLIP's
             mean / std and ``bgr_to_rgb=True``.
     """
@@ -92,7 +119,9 @@ class CLOC(BaseModel):
                  phrase_context_length: int = 32,
                  region_embed_mode: Optional[str] = None,
                  crop_size: Optional[Tuple[int, int]] = None,
+                 crop_scale: float = 1.0,
                  vocabulary_template: str = '{}',
+                 test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -122,7 +151,21 @@ class CLOC(BaseModel):
         if self.region_embed_mode == 'prompter' and self.prompter is None:
             raise ValueError("region_embed_mode='prompter' needs a prompter")
         self.crop_size = tuple(crop_size) if crop_size else tuple(self.image_encoder.img_size)
+        if crop_scale <= 0:
+            raise ValueError(f'crop_scale must be positive, got {crop_scale}')
+        self.crop_scale = float(crop_scale)
         self.vocabulary_template = vocabulary_template
+        test_cfg = dict(test_cfg or {})
+        unknown = set(test_cfg) - {'outputs', 'prompt_templates'}
+        if unknown:
+            raise ValueError(f'test_cfg: unknown keys {sorted(unknown)}')
+        outputs = tuple(test_cfg.get('outputs', DEFAULT_TEST_OUTPUTS))
+        bad = set(outputs) - set(TEST_OUTPUTS)
+        if bad:
+            raise ValueError(f'test_cfg.outputs: unknown {sorted(bad)}; choose from {TEST_OUTPUTS}')
+        templates = test_cfg.get('prompt_templates') or (vocabulary_template, )
+        self.test_cfg = dict(outputs=outputs, prompt_templates=get_templates(templates))
+        self._class_embed_cache: Dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ inference API
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -182,9 +225,15 @@ class CLOC(BaseModel):
 
     def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor,
                      chunk: int = 256) -> torch.Tensor:
-        """Crop-and-encode (RegionCLIP's CLIP baseline): each box is cut from the input
-        with RoIAlign (bilinear crop-and-resize) and embedded as an image."""
+        """Crop-and-encode (RegionCLIP's CLIP baseline): each box (scaled by
+        ``crop_scale`` about its centre) is cut from the input with RoIAlign (bilinear
+        crop-and-resize to ``crop_size``) and embedded as an image."""
         b, r, _ = boxes.shape
+        if self.crop_scale != 1.0:
+            centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+            half = (boxes[..., 2:] - boxes[..., :2]) / 2
+            boxes = torch.cat([centre - half * self.crop_scale,
+                               centre + half * self.crop_scale], -1).clamp(0, 1)
         rois = boxes_to_rois(boxes, images.shape[-2:])
         embeds = []
         for start in range(0, rois.shape[0], chunk):
@@ -269,40 +318,113 @@ class CLOC(BaseModel):
         return losses
 
     # ------------------------------------------------------------------ evaluation
+    def class_embeddings(self, names: Sequence[str],
+                         context_length: Optional[int] = None) -> torch.Tensor:
+        """L2-normalised [V, D] class embeddings: each name with every template of
+        ``test_cfg.prompt_templates``, normalised, averaged, normalised (CLIP's
+        ensemble). Cached per (names, templates, context) until the next ``train()``
+        or state-dict load."""
+        templates = self.test_cfg['prompt_templates']
+        key = (tuple(names), templates, context_length)
+        if key not in self._class_embed_cache:
+            texts = [t.format(n) for n in names for t in templates]
+            if len(texts) > 4096:
+                print_log(f'CLOC: embedding {len(names)} class names x {len(templates)} '
+                          'prompt templates', logger='current')
+            embeds = torch.cat([
+                self.embed_texts(texts[i:i + 1024], context_length)
+                for i in range(0, len(texts), 1024)
+            ])
+            embeds = embeds.unflatten(0, (len(names), len(templates))).mean(1)
+            self._class_embed_cache[key] = F.normalize(embeds, dim=-1)
+        return self._class_embed_cache[key]
+
+    def train(self, mode: bool = True):
+        self._class_embed_cache = {}
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._class_embed_cache = {}
+        super()._load_from_state_dict(*args, **kwargs)
+
     def predict(self, inputs: torch.Tensor, data_samples: SampleList) -> SampleList:
-        """Fill ``image_embed``, ``text_embed`` and ``pred_regions`` (see
-        :class:`RegionTextDataSample`) for the metrics."""
-        vit = self.image_encoder(inputs)
-        image_embeds = F.normalize(vit.image_embed, dim=-1)
-        text_embeds = self.embed_texts([s.caption for s in data_samples])
-        regions = pack_regions(data_samples, inputs.shape[-2:], inputs.device)
-        if self.region_embed_mode == 'prompter':
-            region_embeds = F.normalize(
-                self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
-        else:
-            region_embeds = self._embed_crops(inputs, regions.boxes)
+        """Fill the fields of ``test_cfg.outputs`` (see :data:`TEST_OUTPUTS` and
+        :class:`RegionTextDataSample`) for the metrics.
 
+        Args:
+            inputs (Tensor): [B, 3, H, W] normalised RGB.
+            data_samples (list[RegionTextDataSample]): ``gt_regions.bboxes`` xyxy pixels
+                of ``inputs``; metainfo ``caption`` / ``captions`` / ``vocabulary`` as
+                the outputs need them.
+        """
+        outputs = set(self.test_cfg['outputs'])
+        want_regions = 'region_embeds' in outputs
+        want_ground = 'grounding' in outputs and self.grounding_head is not None
+        need_vit = bool(outputs & {'image_embed', 'image_scores'}) or want_ground or (
+            want_regions and self.region_embed_mode == 'prompter')
+        vit = self.image_encoder(inputs) if need_vit else None
+        image_embeds = F.normalize(vit.image_embed, dim=-1) if vit is not None else None
         vocabulary = data_samples[0].metainfo.get('vocabulary') if data_samples else None
-        vocab_embeds = None
-        if vocabulary:
-            vocab_embeds = self.embed_phrases([self.vocabulary_template.format(v) for v in vocabulary])
 
-        ground_boxes = None
-        if self.grounding_head is not None and regions.phrases:
-            _, phrase_embeds, index = self._embed_distinct_phrases(regions.phrases, inputs)
-            ground_boxes = bbox_cxcywh_to_xyxy(self._ground(vit, phrase_embeds[index], regions.valid))
+        if 'text_embed' in outputs:
+            self._predict_texts(data_samples)
+        if 'image_scores' in outputs and vocabulary:
+            image_scores = image_embeds @ self.class_embeddings(vocabulary).t()
+        regions = pack_regions(data_samples, inputs.shape[-2:], inputs.device)
+        region_embeds = phrase_embeds = ground_boxes = vocab_embeds = None
+        if want_regions:
+            if self.region_embed_mode == 'prompter':
+                region_embeds = F.normalize(
+                    self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
+            else:
+                region_embeds = self._embed_crops(inputs, regions.boxes)
+            if vocabulary:
+                vocab_embeds = self.class_embeddings(vocabulary, self.phrase_context_length)
+        if regions.phrases and (want_ground or 'phrase_embeds' in outputs):
+            _, distinct_embeds, index = self._embed_distinct_phrases(regions.phrases, inputs)
+            phrase_embeds = distinct_embeds[index]
+            if want_ground:
+                ground_boxes = bbox_cxcywh_to_xyxy(self._ground(vit, phrase_embeds, regions.valid))
 
         h, w = inputs.shape[-2:]
         scale = inputs.new_tensor([w, h, w, h])
+        starts = regions.valid.sum(1).cumsum(0) - regions.valid.sum(1)
         for i, sample in enumerate(data_samples):
-            sample.image_embed = image_embeds[i]
-            sample.text_embed = text_embeds[i]
+            if 'image_embed' in outputs:
+                sample.image_embed = image_embeds[i]
+            if 'image_scores' in outputs and vocabulary:
+                sample.pred_scores = image_scores[i:i + 1]
             keep = regions.valid[i]
             pred = InstanceData()
-            pred.embeds = region_embeds[i][keep]
-            if vocab_embeds is not None:
-                pred.scores = pred.embeds @ vocab_embeds.t()
+            if region_embeds is not None:
+                pred.embeds = region_embeds[i][keep]
+                if vocab_embeds is not None:
+                    pred.scores = pred.embeds @ vocab_embeds.t()
+            if phrase_embeds is not None and 'phrase_embeds' in outputs:
+                pred.phrase_embeds = phrase_embeds[starts[i]:starts[i] + int(keep.sum())]
             if ground_boxes is not None:
                 pred.ground_bboxes = ground_boxes[i][keep] * scale
             sample.pred_regions = pred
         return data_samples
+
+    def _predict_texts(self, data_samples: SampleList) -> None:
+        """``text_embed`` [D] of each sample's ``caption``, or ``text_embeds`` [K, D] of
+        its ``captions``, in one text-encoder call for the batch."""
+        texts, spans = [], []
+        for sample in data_samples:
+            if 'captions' in sample.metainfo:
+                captions = list(sample.captions)
+            elif 'caption' in sample.metainfo:
+                captions = [sample.caption]
+            else:
+                captions = []
+            spans.append((len(texts), len(captions)))
+            texts += captions
+        if not texts:
+            return
+        embeds = self.embed_texts(texts)
+        for sample, (start, n) in zip(data_samples, spans):
+            if 'captions' in sample.metainfo:
+                sample.text_embeds = embeds[start:start + n]
+            elif n:
+                sample.text_embed = embeds[start]

@@ -45,7 +45,8 @@ def run(samples, **kwargs):
 def test_perfect():
     metrics = run(make_samples(torch.eye(5) * 0.9, [f'c{i}' for i in range(5)]))
     assert set(metrics) == {f'retrieval/{d}_R@{k}' for d in ('i2t', 't2i', 'mean')
-                            for k in (1, 5, 10)}
+                            for k in (1, 5, 10)} | {'retrieval/num_images', 'retrieval/num_texts'}
+    assert metrics.pop('retrieval/num_images') == metrics.pop('retrieval/num_texts') == 5
     assert all(v == 1.0 for v in metrics.values())
 
 
@@ -60,7 +61,8 @@ def test_known_permutation():
     assert metrics == pytest.approx({
         'retrieval/i2t_R@1': 0.5, 'retrieval/i2t_R@2': 1.0,
         'retrieval/t2i_R@1': 0.5, 'retrieval/t2i_R@2': 1.0,
-        'retrieval/mean_R@1': 0.5, 'retrieval/mean_R@2': 1.0})
+        'retrieval/mean_R@1': 0.5, 'retrieval/mean_R@2': 1.0,
+        'retrieval/num_images': 4, 'retrieval/num_texts': 4})
 
 
 SIMS_DUP = [[0.1, 0.5, 0.2],
@@ -74,7 +76,8 @@ def test_duplicate_caption():
     # match is a matching image.
     metrics = run(make_samples(SIMS_DUP, ['a dog', 'a dog', 'a cat']), topk=1)
     assert metrics == pytest.approx({'retrieval/i2t_R@1': 2 / 3, 'retrieval/t2i_R@1': 1.0,
-                                     'retrieval/mean_R@1': 5 / 6})
+                                     'retrieval/mean_R@1': 5 / 6, 'retrieval/num_images': 3,
+                                     'retrieval/num_texts': 3})
     # Exact string equality: a different spelling is a different caption.
     metrics = run(make_samples(SIMS_DUP, ['a dog', 'A dog', 'a cat']), topk=1,
                   same_image_positive=False)
@@ -155,3 +158,36 @@ def test_registry_build():
         evaluator = Evaluator([dict(type='ImageTextRetrievalMetric', prefix='coco')])
     assert isinstance(evaluator.metrics[0], ImageTextRetrievalMetric)
     assert evaluator.metrics[0].prefix == 'coco'
+
+
+def test_several_captions_per_image():
+    """COCO / Flickr30k: one image, K captions (``captions`` + ``text_embeds``).
+
+    Images e0, e1, e2; each text's cosines with them are given. i2t: every image's best
+    own caption beats the others' -> all hits. t2i: 'b' (image 0 at 0.1) loses to image
+    1 (0.5), 'e' (image 2 at 0.6) to image 0 (0.7); the other three are right.
+    """
+    def text(*sims):  # a unit vector with these cosines against e0, e1, e2
+        v = torch.zeros(6)
+        v[:3] = torch.tensor(sims)
+        v[3 + len(sims) - 1] = (1 - v[:3].pow(2).sum()).sqrt()
+        return v
+
+    samples = []
+    for i, (captions, texts) in enumerate([
+            (['a', 'b'], [text(0.9, 0.0, 0.0), text(0.1, 0.5, 0.0)]),
+            (['c', 'd'], [text(0.0, 0.2, 0.0), text(0.0, 0.8, 0.1)]),
+            (['e'], [text(0.7, 0.0, 0.6)])]):
+        sample = RegionTextDataSample(metainfo=dict(img_path=f'{i}.jpg', captions=captions))
+        sample.image_embed = torch.eye(6)[i]
+        sample.text_embeds = torch.stack(texts)
+        samples.append(sample)
+    metrics = run(samples, topk=(1, 2))
+    assert metrics['retrieval/num_images'] == 3 and metrics['retrieval/num_texts'] == 5
+    assert metrics['retrieval/i2t_R@1'] == 1.0
+    # t2i ranks: a 0, b 1, c 0 (0.2 vs 0.0), d 0, e 1.
+    assert metrics['retrieval/t2i_R@1'] == pytest.approx(3 / 5)
+    assert metrics['retrieval/t2i_R@2'] == 1.0
+    # The same string under two images matches both: 'e' is also a caption of image 0.
+    samples[0].set_metainfo(dict(captions=['a', 'e']))
+    assert run(samples, topk=1)['retrieval/t2i_R@1'] == pytest.approx(4 / 5)
