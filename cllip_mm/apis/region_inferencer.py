@@ -119,7 +119,8 @@ class RegionInferencer(BaseInferencer):
                  device: Optional[str] = None,
                  scope: Optional[str] = 'cllip_mm',
                  show_progress: bool = False) -> None:
-        init_default_scope(scope)
+        if scope:
+            init_default_scope(scope)
         register_all_modules(init_default_scope=False)
         self._hf_state_dict = None
         self._weights_name = weights
@@ -558,7 +559,8 @@ class RegionInferencer(BaseInferencer):
             preds = [preds] if isinstance(preds, dict) else preds
             out['image_embeds'] = np.stack([p['image_embed'] for p in preds])
             if boxes is not None:
-                out['region_embeds'] = [p['embeds'] for p in preds]
+                empty = np.zeros((0, self.model.text_encoder.embed_dim), np.float32)
+                out['region_embeds'] = [p.get('embeds', empty) for p in preds]
         if texts is not None:
             out['text_embeds'] = self.model.embed_texts(list(texts)).cpu().numpy()
         if phrases is not None:
