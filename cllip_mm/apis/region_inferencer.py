@@ -4,7 +4,7 @@ embeddings of a CLOC model in one call (MMEngine's ``BaseInferencer``)."""
 import os.path as osp
 import warnings
 from datetime import datetime
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -24,7 +24,7 @@ from cllip_mm.structures import RegionTextDataSample
 from cllip_mm.utils import register_all_modules
 from cllip_mm.visualization import RegionTextVisualizer
 from .hf_model import cloc_from_hf_dir, is_hf_dir
-from .image_inputs import check_boxes, image_to_results, to_bgr_hwc
+from .image_inputs import check_boxes, image_to_results, resolve_image_path, to_bgr_hwc
 
 TASKS = ('embed', 'classify', 'ground', 'similarity')
 HEATMAP_MODES = ('prompter', 'patch')
@@ -400,7 +400,6 @@ class RegionInferencer(BaseInferencer):
     # ------------------------------------------------------------------ visualize
     def _original_rgb(self, image, sample) -> np.ndarray:
         if isinstance(image, str):
-            from .image_inputs import resolve_image_path
             return mmcv.imread(resolve_image_path(image), channel_order='rgb')
         bgr = to_bgr_hwc(image, sample.metainfo.get('channel_order', 'bgr'),
                          sample.metainfo.get('layout', 'auto'))

@@ -174,10 +174,12 @@ class RegionTextVisualizer(Visualizer):
             texts = list(pred.phrases)
         else:
             texts = [''] * len(pred)
-        scores = _numpy(pred.scores) if 'scores' in pred else None
-        keep = np.ones(len(pred), bool) if scores is None else scores >= score_thr
-        labels = [t if scores is None else f'{t} {s:.2f}'.strip()
-                  for t, s in zip(texts, scores if scores is not None else texts)]
+        if 'scores' in pred:
+            scores = _numpy(pred.scores)
+            keep = scores >= score_thr
+            labels = [f'{t} {s:.2f}'.strip() for t, s in zip(texts, scores)]
+        else:
+            keep, labels = np.ones(len(pred), bool), texts
         self.draw_labelled_boxes(_numpy(pred.bboxes)[keep] * scale,
                                  [lab for lab, k in zip(labels, keep) if k],
                                  [self.colour_of(t, seen) for t, k in zip(texts, keep) if k])
