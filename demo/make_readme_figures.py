@@ -25,6 +25,7 @@ import os
 import os.path as osp
 import sys
 
+import cv2
 import mmcv
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 from cllip_mm.apis import RegionInferencer  # noqa: E402
 from cllip_mm.registry import DATASETS  # noqa: E402
+from cllip_mm.utils import register_all_modules  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -48,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--ann-file', default='annotations/val.jsonl')
     parser.add_argument('--num', type=int, default=4, help='images per picture')
     parser.add_argument('--start', type=int, default=0, help='skip the first images')
-    parser.add_argument('--min-size', type=int, default=256, help='panel size (short side)')
+    parser.add_argument('--min-size', type=int, default=192, help='panel size (short side)')
     parser.add_argument('--out-dir', default='docs/figures')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
@@ -68,18 +70,25 @@ def pick_images(config: str, data_root: str, ann_file: str, num: int, start: int
     return infos, list(dataset.metainfo['classes'])
 
 
-def tile(rows, gap: int = 6) -> np.ndarray:
-    """Panels (RGB) in rows, on white, each row's panels at the first panel's height."""
+def tile(rows, titles=None, gap: int = 6, title_height: int = 22) -> np.ndarray:
+    """Panels (RGB) in rows on white, every panel at the height of the tallest, with an
+    optional title above each row."""
     height = max(p.shape[0] for row in rows for p in row)
     lines = []
-    for row in rows:
-        panels = [mmcv.imrescale(p, (10**6, height)) if p.shape[0] != height else p for p in row]
+    for r, row in enumerate(rows):
+        panels = [p if p.shape[0] == height else
+                  mmcv.imresize(p, (round(p.shape[1] * height / p.shape[0]), height)) for p in row]
         line = np.full((height, sum(p.shape[1] for p in panels) + gap * (len(panels) - 1), 3),
                        255, np.uint8)
         x = 0
         for p in panels:
             line[:, x:x + p.shape[1]] = p
             x += p.shape[1] + gap
+        if titles:
+            band = np.full((title_height, line.shape[1], 3), 255, np.uint8)
+            cv2.putText(band, titles[r], (4, title_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+            line = np.concatenate([band, line])
         lines.append(line)
     width = max(line.shape[1] for line in lines)
     out = np.full((sum(line.shape[0] for line in lines) + gap * (len(lines) - 1), width, 3),
@@ -89,6 +98,11 @@ def tile(rows, gap: int = 6) -> np.ndarray:
         out[y:y + line.shape[0], :line.shape[1]] = line
         y += line.shape[0] + gap
     return out
+
+
+def save(image: np.ndarray, path: str) -> None:
+    """Write an RGB picture as a maximally compressed PNG."""
+    mmcv.imwrite(image[..., ::-1], path, params=[cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,35 +126,40 @@ def region_label_row(inferencer, infos, classes):
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_grad_enabled(False)
+    register_all_modules()
     infos, classes = pick_images(args.config, args.data_root, args.ann_file, args.num, args.start)
     paths = [i['img_path'] for i in infos]
     os.makedirs(args.out_dir, exist_ok=True)
 
     cloc = RegionInferencer(args.config, args.weights, device=args.device)
     cloc.visualizer.min_size = args.min_size
-    rows, summary = [], []
+    rows, titles, summary = [], [], []
     panels, correct, total = region_label_row(cloc, infos, classes)
     rows.append(panels)
+    titles.append(f'CLOC (Prompter): {correct}/{total} regions named right')
     summary.append(f'region labels, CLOC: {correct}/{total} right')
     if args.baseline_config:
         clip = RegionInferencer(args.baseline_config, args.baseline_weights, device=args.device)
         clip.visualizer.min_size = args.min_size
         panels, correct, total = region_label_row(clip, infos, classes)
         rows.append(panels)
+        titles.append(f'CLIP baseline (crop and encode): {correct}/{total} regions named right')
         summary.append(f'region labels, CLIP baseline (second row): {correct}/{total} right')
-    mmcv.imwrite(tile(rows)[..., ::-1], osp.join(args.out_dir, 'region_labels.png'))
+    save(tile(rows, titles), osp.join(args.out_dir, 'region_labels.png'))
 
     out = cloc(paths, task='ground', texts=[i['gt_phrases'] for i in infos], return_vis=True)
     hits = sum(int((box_iou(np.asarray(p['bboxes']), i['gt_bboxes']) >= 0.5).sum())
                for p, i in zip(out['predictions'], infos))
-    summary.append(f'grounding, CLOC: {hits}/{sum(len(i["gt_phrases"]) for i in infos)} '
-                   'boxes with IoU >= 0.5')
-    mmcv.imwrite(tile([out['visualization']])[..., ::-1], osp.join(args.out_dir, 'grounding.png'))
+    count = f'{hits}/{sum(len(i["gt_phrases"]) for i in infos)} boxes with IoU >= 0.5'
+    summary.append(f'grounding, CLOC: {count}')
+    save(tile([out['visualization']], [f'CLOC grounding head, box of each phrase: {count}']),
+         osp.join(args.out_dir, 'grounding.png'))
 
     out = cloc(paths, task='similarity', texts=[i['gt_phrases'][:1] for i in infos],
                return_vis=True)
-    mmcv.imwrite(tile([out['visualization']])[..., ::-1], osp.join(args.out_dir, 'heatmap.png'))
     summary.append('heat maps of: ' + ', '.join(repr(i['gt_phrases'][0]) for i in infos))
+    save(tile([out['visualization']], ['CLOC: Prompter region-text similarity, a box around every '
+                                       'patch']), osp.join(args.out_dir, 'heatmap.png'))
 
     for line in summary:
         print(line)

@@ -95,9 +95,12 @@ class RegionTextVisualizer(Visualizer):
         self.draw_bboxes(bboxes, edge_colors=list(colours), alpha=self.alpha,
                          line_widths=self.line_width)
         font = self._font_size()
+        em = font * self.dpi / 72  # font sizes are in points
         positions = bboxes[:, :2].copy()
-        positions[:, 1] = np.maximum(positions[:, 1] - font - 2, 0)
-        positions[:, 0] = np.clip(positions[:, 0], 0, max(self.width - font, 0))
+        positions[:, 1] = np.maximum(positions[:, 1] - 1.3 * em, 0)
+        # keep each label inside the picture (a DejaVu Sans character is ~0.6 em wide)
+        widths = np.array([0.62 * em * len(t) + 4 for t in texts], np.float32)
+        positions[:, 0] = np.clip(positions[:, 0], 0, np.maximum(self.width - widths, 0))
         self.draw_texts(list(texts), positions, font_sizes=font, colors='white',
                         vertical_alignments='top',
                         bboxes=[dict(facecolor=np.array(c) / 255., alpha=0.8, pad=0.7,

@@ -50,6 +50,25 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def instance_name(label: int, metainfo: dict, classes) -> str:
+    """The text of a detection label: a span of the caption (mmdet grounding samples:
+    ``text`` str + ``tokens_positive`` {label: [[start, end], ...]}), an entry of the
+    sample's ``text`` (a label map or a class list, e.g. ODVG's OD mode) or of the
+    dataset's ``classes``; the label itself when none names it."""
+    text = metainfo.get('text')
+    if isinstance(text, str):
+        spans = metainfo.get('tokens_positive')
+        spans = spans.get(label) if isinstance(spans, dict) else (
+            spans[label] if isinstance(spans, (list, tuple)) and 0 <= label < len(spans) else None)
+        return ' '.join(text[s:e] for s, e in spans) if spans else str(label)
+    names = text if text is not None else classes
+    if isinstance(names, dict):
+        return str(names.get(str(label), names.get(label, label)))
+    if names is not None and 0 <= label < len(names):
+        return str(names[label])
+    return str(label)
+
+
 def as_region_sample(sample, metainfo: dict) -> RegionTextDataSample:
     """A packed sample -> a ``RegionTextDataSample`` with ``gt_regions`` to draw."""
     if 'gt_regions' in sample:
@@ -60,9 +79,8 @@ def as_region_sample(sample, metainfo: dict) -> RegionTextDataSample:
     instances = sample.gt_instances
     bboxes = instances.bboxes
     bboxes = getattr(bboxes, 'tensor', bboxes)  # mmdet's HorizontalBoxes
-    names = sample.metainfo.get('text') or metainfo.get('classes') or ()
     labels = instances.labels.tolist() if 'labels' in instances else [-1] * len(bboxes)
-    phrases = [names[i] if 0 <= i < len(names) else str(i) for i in labels]
+    phrases = [instance_name(i, sample.metainfo, metainfo.get('classes')) for i in labels]
     out = RegionTextDataSample(metainfo=sample.metainfo)
     out.gt_regions = InstanceData(bboxes=bboxes, phrases=phrases)
     return out
