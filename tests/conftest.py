@@ -77,5 +77,6 @@ def tiny_cloc_checkpoint(tiny_region_set, tmp_path_factory):
             param.add_(torch.randn_like(param) * 0.05)
     cfg_path, ckpt_path = osp.join(work_dir, 'tiny_cloc.py'), osp.join(work_dir, 'tiny_cloc.pth')
     cfg.dump(cfg_path)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt_path)
+    # like MMEngine's CheckpointHook, the config travels in meta['cfg']
+    torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.pretty_text}}, ckpt_path)
     return cfg_path, ckpt_path

@@ -174,6 +174,14 @@ def test_hf_directory_equals_checkpoint(inferencer, tiny_cloc_checkpoint, predic
         np.testing.assert_allclose(a['bboxes'], b['bboxes'], atol=1e-3)
 
 
+def test_config_read_from_the_checkpoint(inferencer, tiny_cloc_checkpoint, predicted):
+    _, ckpt = tiny_cloc_checkpoint
+    alone = RegionInferencer(weights=ckpt, device='cpu')
+    infos, samples, _ = predicted
+    _compare_embeds(alone.embed(images=[i['img_path'] for i in infos[:2]],
+                                boxes=[i['gt_bboxes'] for i in infos[:2]]), samples[:2])
+
+
 def test_checkpoint_without_prompter_weights_is_an_error(tiny_cloc_checkpoint, tmp_path):
     cfg_path, ckpt = tiny_cloc_checkpoint
     state = torch.load(ckpt, weights_only=True)

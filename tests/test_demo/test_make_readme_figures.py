@@ -27,3 +27,19 @@ def test_make_readme_figures(tiny_cloc_checkpoint, tiny_region_set, tmp_path, ca
     # the same model on both rows names the same regions right
     cloc, clip = [line.split(': ')[1] for line in printed.splitlines() if 'region labels' in line]
     assert cloc == clip
+
+
+def test_tile_brings_panels_to_one_height():
+    spec = importlib.util.spec_from_file_location(
+        'make_readme_figures', osp.join(REPO, 'demo/make_readme_figures.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    import numpy as np
+    red = np.zeros((40, 20, 3), np.uint8)
+    red[..., 0] = 255
+    out = tool.tile([[red, np.zeros((20, 30, 3), np.uint8)], [red]], titles=['a', 'b'], gap=6,
+                    title_height=10)
+    # row 1: 20 + 6 + 60 wide (the second panel scaled x2); rows: 10 + 40, 6, 10 + 40
+    assert out.shape == (106, 86, 3)
+    assert (out[10:50, :20] == [255, 0, 0]).all() and (out[10:50, 26:86] == 0).all()
+    assert (out[66:106, :20] == [255, 0, 0]).all() and (out[66:106, 20:] == 255).all()
