@@ -182,6 +182,21 @@ def test_config_read_from_the_checkpoint(inferencer, tiny_cloc_checkpoint, predi
                                 boxes=[i['gt_bboxes'] for i in infos[:2]]), samples[:2])
 
 
+def test_pictures_and_predictions_written(inferencer, predicted, tmp_path):
+    infos, _, _ = predicted
+    path = infos[0]['img_path']
+    name = osp.splitext(osp.basename(path))[0]
+    pred = inferencer.ground(path, infos[0]['gt_phrases'], img_out_dir=str(tmp_path),
+                             pred_out_dir=str(tmp_path))
+    import json
+    with open(tmp_path / 'preds' / f'{name}.json') as f:
+        saved = json.load(f)
+    np.testing.assert_allclose(saved['bboxes'], pred['bboxes'], atol=1e-5)
+    assert saved['phrases'] == infos[0]['gt_phrases']
+    picture = mmcv.imread(str(tmp_path / 'vis' / f'{name}.png'))
+    assert picture.shape[:2] == (infos[0]['height'], infos[0]['width'])
+
+
 def test_checkpoint_without_prompter_weights_is_an_error(tiny_cloc_checkpoint, tmp_path):
     cfg_path, ckpt = tiny_cloc_checkpoint
     state = torch.load(ckpt, weights_only=True)
