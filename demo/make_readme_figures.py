@@ -28,7 +28,6 @@ import sys
 import cv2
 import mmcv
 import numpy as np
-import torch
 from mmengine.config import Config
 
 try:
@@ -125,7 +124,6 @@ def region_label_row(inferencer, infos, classes):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_grad_enabled(False)
     register_all_modules()
     infos, classes = pick_images(args.config, args.data_root, args.ann_file, args.num, args.start)
     paths = [i['img_path'] for i in infos]
