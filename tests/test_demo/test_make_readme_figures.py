@@ -17,6 +17,8 @@ def test_make_readme_figures(tiny_cloc_checkpoint, tiny_region_set, tmp_path, ca
     tool.main(['--config', cfg_path, '--weights', ckpt, '--baseline-config', cfg_path,
                '--baseline-weights', ckpt, '--data-root', tiny_region_set, '--num', '2',
                '--min-size', '96', '--out-dir', out_dir])
+    import torch
+    assert torch.is_grad_enabled()  # the script leaves no global state behind
     labels = mmcv.imread(osp.join(out_dir, 'region_labels.png'))
     grounding = mmcv.imread(osp.join(out_dir, 'grounding.png'))
     heatmap = mmcv.imread(osp.join(out_dir, 'heatmap.png'))
