@@ -52,3 +52,31 @@ def make_tiny_cloc_cfg(tiny_region_set, tmp_path):
     def make(**kwargs):
         return tiny_cloc_cfg(tiny_region_set, str(tmp_path / 'work_dir'), **kwargs)
     return make
+
+
+@pytest.fixture(scope='session')
+def tiny_cloc_checkpoint(tiny_region_set, tmp_path_factory):
+    """The tiny CLOC as a config file + an MMEngine checkpoint of random weights.
+
+    Every parameter gets seeded noise on top of its initialisation, so that no
+    zero-initialised layer makes outputs equal across boxes or texts.
+    Returns (config path, checkpoint path).
+    """
+    import torch
+
+    from cllip_mm.registry import MODELS
+    from cllip_mm.utils import register_all_modules
+    register_all_modules()
+    work_dir = tmp_path_factory.mktemp('tiny_cloc_checkpoint')
+    cfg = tiny_cloc_cfg(tiny_region_set, str(work_dir))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    cfg_path, ckpt_path = osp.join(work_dir, 'tiny_cloc.py'), osp.join(work_dir, 'tiny_cloc.pth')
+    cfg.dump(cfg_path)
+    # like MMEngine's CheckpointHook, the config travels in meta['cfg']
+    torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.pretty_text}}, ckpt_path)
+    return cfg_path, ckpt_path
