@@ -11,7 +11,7 @@
    variants, reporting ``loss_region``, train-batch region accuracy, grounding
    accuracy and the mean phrase cosine.
 
-    python benchmarks/region_probe.py [--steps 150] [--variants final patch_embed]
+    python benchmarks/region_probe.py [--steps 150] [--variants final patch_embed] [--roi-pool mean]
 
 Prints one JSON document. Needs the demo set (``python tools/run_demo.py`` writes it).
 """
@@ -90,9 +90,11 @@ def probes(model, batches):
             for name, f in feats.items()}
 
 
-def short_loop(cfg, batches, variant, steps):
+def short_loop(cfg, batches, variant, steps, roi_pool=None):
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.prompter.update(VARIANTS[variant])
+    if roi_pool:
+        model_cfg.prompter.roi_pool = roi_pool
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.05)
@@ -138,6 +140,8 @@ def main():
     parser.add_argument('--steps', type=int, default=150)
     parser.add_argument('--num-batches', type=int, default=12)
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument('--roi-pool', choices=('mean', 'flatten'),
+                        help="the Prompter's roi_pool in the short loops (default: the config's)")
     args = parser.parse_args()
     register_all_modules()
     cfg = Config.fromfile(CONFIG)
@@ -147,7 +151,9 @@ def main():
                for _ in range(args.num_batches)]
     torch.manual_seed(0)
     result = dict(probes_at_init=probes(MODELS.build(cfg.model).eval(), batches[:6]))
-    result['short_loops'] = {v: short_loop(cfg, batches, v, args.steps) for v in args.variants}
+    result['short_loops'] = {v: short_loop(cfg, batches, v, args.steps, args.roi_pool)
+                             for v in args.variants}
+    result['roi_pool'] = args.roi_pool or cfg.model.prompter.get('roi_pool', 'mean')
     print(json.dumps(result, indent=1))
 
 

@@ -30,13 +30,13 @@ model = dict(
     tokenizer=dict(type='HFTokenizer', path=tokenizer_path, context_length=40),
     phrase_context_length=8,
     clip_loss=dict(type='ClipContrastiveLoss'),
-    # From scratch, the deep tokens carry almost no appearance early on and the region
-    # loss stalls at chance (docs/region_effect.md): the prompt token's RoI content comes
-    # from the stem's patch embeddings, and the layers attend to the output tokens plus
-    # the stem's, with a sine position encoding.
+    # The prompt token's content is the whole 4x4 RoIAlign grid of the box on the
+    # encoder's output tokens ('final', roi_pool='flatten': keeps the object's shape);
+    # the layer attends to the output tokens with a sine position encoding
+    # (docs/region_effect.md compares the alternatives).
     prompter=dict(
         type='Prompter', width=128, embed_dim=embed_dim, num_layers=1, heads=4,
-        roi_sources=('patch_embed', ), context_sources=('final', 'patch_embed'),
+        roi_sources=('final', ), context_sources=('final', ), roi_pool='flatten',
         context_pos_encoding=True),
     grounding_head=dict(type='GroundingHead', embed_dim=embed_dim, width=128),
     region_loss=dict(type='RegionTextContrastiveLoss', loss_weight=1.0),

@@ -14,8 +14,8 @@ model = dict(
     backbone=dict(_base_.tiny_vit, _delete_=True, out_strides=(8, ), init_cfg=None),
     # configs/_base_/models/cloc_vit-tiny-p8.py's Prompter (tests check they agree).
     prompter=dict(_delete_=True, type='Prompter', width=128, embed_dim=128, num_layers=1,
-                  heads=4, roi_sources=('patch_embed', ),
-                  context_sources=('final', 'patch_embed'), context_pos_encoding=True),
+                  heads=4, roi_sources=('final', ), context_sources=('final', ),
+                  roi_pool='flatten', context_pos_encoding=True),
     language_model=dict(_base_.tiny_text_model, _delete_=True, init_cfg=None),
     # Bare phrases, as the demo CLOC learnt them (its region phrases are "red circle");
     # templates such as 'a photo of a {}.' cost it most of its AP.
