@@ -25,9 +25,11 @@ TAGGED_SENTENCES = [
     'two/CD people/NNS walk/VBP along/IN a/DT sandy/JJ beach/NN',
     'a/DT wooden/JJ chair/NN stands/VBZ next/JJ to/TO the/DT white/JJ wall/NN',
     'his/PRP$ old/JJ car/NN is/VBZ parked/VBN by/IN the/DT street/NN lamp/NN',
-    'a/DT man/NN holds/VBZ a/DT cup/NN of/IN coffee/NN',
+    'a/DT man/NN holds/VBZ a/DT cup/NN of/IN coffee/NN ./.',
     'the/DT tree/NN has/VBZ green/JJ leaves/NNS',
     'a/DT black/JJ bird/NN flies/VBZ over/IN the/DT river/NN',
+    'a/DT red/JJ dog/NN on/IN the/DT green/JJ grass/NN by/IN the/DT river/NN ./.',
+    'a/DT big/JJ boat/NN near/IN the/DT old/JJ wooden/JJ table/NN ./.',
 ]
 #: The tiny captioner's vocabulary: the words of :data:`TAGGED_SENTENCES`.
 WORDS = sorted({tok.split('/')[0] for s in TAGGED_SENTENCES for tok in s.split()})
@@ -36,11 +38,14 @@ WORDS = sorted({tok.split('/')[0] for s in TAGGED_SENTENCES for tok in s.split()
 def make_tiny_tagger(out_dir: str) -> str:
     """Train NLTK's averaged perceptron on :data:`TAGGED_SENTENCES`; save as JSON."""
     from nltk.tag.perceptron import PerceptronTagger
+
+    from cllip_mm.vesl.phrase_extractors import authorize_nltk_dir
     sentences = [[tuple(tok.split('/')) for tok in s.split()] for s in TAGGED_SENTENCES]
     tagger = PerceptronTagger(load=False)
-    tagger.train(sentences, nr_iter=5)
-    os.makedirs(out_dir, exist_ok=True)
-    tagger.save_to_json(lang='eng', loc=out_dir)
+    tagger.train(sentences, nr_iter=20)
+    os.makedirs(out_dir, mode=0o700, exist_ok=True)
+    authorize_nltk_dir(out_dir)
+    tagger.save_to_json(lang='eng', loc=osp.realpath(out_dir))
     return out_dir
 
 

@@ -33,6 +33,15 @@ class ExtractedPhrases(NamedTuple):
     dropped: Counter
 
 
+def authorize_nltk_dir(path: str) -> None:
+    """Let NLTK (>= 3.9.3 sandboxes model files to ``nltk.data.path``) read / write
+    the model directory ``path`` that the config names explicitly."""
+    import nltk
+    real = osp.realpath(path)
+    if real not in nltk.data.path:
+        nltk.data.path.append(real)
+
+
 def load_tagger(path: str, lang: str = 'eng'):
     """An NLTK POS tagger from a local path.
 
@@ -44,7 +53,8 @@ def load_tagger(path: str, lang: str = 'eng'):
     """
     if osp.isdir(path):
         from nltk.tag.perceptron import PerceptronTagger
-        return PerceptronTagger(lang=lang, loc=path)
+        authorize_nltk_dir(path)
+        return PerceptronTagger(lang=lang, loc=osp.realpath(path))
     if osp.isfile(path) and path.endswith(('.pickle', '.pkl')):
         with open(path, 'rb') as f:
             tagger = pickle.load(f)

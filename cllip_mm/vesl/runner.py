@@ -75,7 +75,7 @@ class VESLRunner:
     # ------------------------------------------------------------------ plan
     def plan(self) -> List[InputShard]:
         """The shards of the input; checks (or writes) ``out_dir/plan.json``."""
-        shards = plan_shards(self.source, self.shard_size)
+        shards = plan_shards(self.source, self.shard_size, exclude=self.out_dir)
         plan = dict(source=osp.abspath(self.source), shard_size=self.shard_size,
                     shards=[s.to_dict() for s in shards])
         os.makedirs(self.out_dir, exist_ok=True)

@@ -65,8 +65,10 @@ def expand_braces(pattern: str) -> List[str]:
     return out
 
 
-def plan_shards(source: str, shard_size: int = 1000) -> List[InputShard]:
-    """The shards of ``source`` (see the module docstring), in a fixed order."""
+def plan_shards(source: str, shard_size: int = 1000,
+                exclude: Optional[str] = None) -> List[InputShard]:
+    """The shards of ``source`` (see the module docstring), in a fixed order;
+    files under the folder ``exclude`` (the output directory) are ignored."""
     if shard_size < 1:
         raise ValueError(f'shard_size must be >= 1, got {shard_size}')
     if any(c in source for c in '*?[') or re.search(r'\{\d+\.\.\d+\}', source):
@@ -81,8 +83,9 @@ def plan_shards(source: str, shard_size: int = 1000) -> List[InputShard]:
         return _file_shards(paths, captions, shard_size)
     if osp.isdir(source):
         images, tars = [], []
+        skip = osp.realpath(exclude) if exclude else None
         for root, dirs, files in os.walk(source):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if osp.realpath(osp.join(root, d)) != skip)
             for f in sorted(files):
                 if f.lower().endswith(IMAGE_EXTENSIONS):
                     images.append(osp.join(root, f))

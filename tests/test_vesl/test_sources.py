@@ -29,6 +29,9 @@ def test_folder_shards_and_sidecar_captions(tmp_path):
     # same stem in two folders: keys stay unique within the shard
     assert items[3].key == 'img_0000' and items[4].key == 'img_0001'
     assert read_image(items[0].data).mode == 'RGB'
+    # an output directory inside the input folder is not input
+    inside = plan_shards(str(tmp_path), shard_size=2, exclude=str(tmp_path / 'b'))
+    assert [p for s in inside for p in s.paths] == sorted(paths)[:3]
 
 
 def test_file_list(tmp_path):
