@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from cllip_mm.registry import VESL_STAGES
-from .utils import get_device, get_dtype
+from .utils import dtype_kwarg, get_device, get_dtype
 
 #: Auto classes tried, in order, for a generic image -> text checkpoint.
 _AUTO_CLASSES = ('AutoModelForImageTextToText', 'AutoModelForVision2Seq')
@@ -61,7 +61,7 @@ class HFCaptioner:
         self.generate_kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams,
                                     do_sample=False, **(generate_kwargs or {}))
         config = transformers.AutoConfig.from_pretrained(model_path, local_files_only=True)
-        kwargs = dict(local_files_only=True, torch_dtype=self.dtype)
+        kwargs = dict(local_files_only=True, **dtype_kwarg(self.dtype))
         if config.model_type == 'vision-encoder-decoder':
             self.model = transformers.VisionEncoderDecoderModel.from_pretrained(
                 model_path, **kwargs)

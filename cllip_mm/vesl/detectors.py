@@ -14,7 +14,7 @@ import torch
 from mmengine.structures import InstanceData
 
 from cllip_mm.registry import VESL_STAGES
-from .utils import get_device, get_dtype
+from .utils import dtype_kwarg, get_device, get_dtype
 
 
 def empty_regions() -> InstanceData:
@@ -56,7 +56,7 @@ class OWLv2Detector:
         self.query_template = query_template
         self.processor = Owlv2Processor.from_pretrained(model_path, local_files_only=True)
         self.model = Owlv2ForObjectDetection.from_pretrained(
-            model_path, local_files_only=True, torch_dtype=self.dtype).to(self.device).eval()
+            model_path, local_files_only=True, **dtype_kwarg(self.dtype)).to(self.device).eval()
         self.max_text_len = self.model.config.text_config.max_position_embeddings
 
     @torch.no_grad()

@@ -107,26 +107,29 @@ class VESLRunner:
                   logger='current', level=logging.INFO)
         run_stats, run_times = Counter(), defaultdict(float)
         start = time.perf_counter()
+        load_s = process_s = 0.0
         if todo:
             pipeline = self.build_pipeline()
+            load_s = time.perf_counter() - start
             bar = self._progress_bar(todo)
             for shard in todo:
-                stats, times = self.run_shard(pipeline, shard, bar)
-                run_stats.update(stats)
+                stats, times = self.run_shard(pipeline, shard, bar, run_stats)
+                process_s += stats['seconds']
                 for k, v in times.items():
                     run_times[k] += v
             if bar is not None:
                 bar.close()
         wall = time.perf_counter() - start
+        busy = max(sum(run_times.values()), 1e-9)
         this_run = dict(
             worker_id=self.worker_id, num_workers=self.num_workers,
             shards_processed=len(todo), shards_skipped=len(mine) - len(todo),
             images_in=run_stats['images_in'], images_out=run_stats['images_out'],
-            wall_s=round(wall, 3),
-            images_per_s=round(run_stats['images_in'] / wall, 3) if wall > 0 else None,
+            wall_s=round(wall, 3), model_load_s=round(load_s, 3),
+            process_s=round(process_s, 3),
+            images_per_s=round(run_stats['images_in'] / process_s, 3) if process_s else None,
             time_s={k: round(run_times[k], 4) for k in STAGES + ('write', )},
-            time_share={k: round(run_times[k] / max(sum(run_times.values()), 1e-9), 4)
-                        for k in STAGES + ('write', )})
+            time_share={k: round(run_times[k] / busy, 4) for k in STAGES + ('write', )})
         os.makedirs(osp.join(self.out_dir, 'reports'), exist_ok=True)
         atomic_write_json(osp.join(self.out_dir, 'reports',
                                    f'worker-{self.worker_id}-of-{self.num_workers}.json'),
@@ -156,8 +159,11 @@ class VESLRunner:
         return tqdm(total=total, unit='img', desc=f'VESL worker {self.worker_id}',
                     dynamic_ncols=True)
 
-    def run_shard(self, pipeline: VESLPipeline, shard: InputShard, bar=None):
-        """Label one shard and commit its files; return its (stats, times)."""
+    def run_shard(self, pipeline: VESLPipeline, shard: InputShard, bar=None,
+                  run_stats: Optional[Counter] = None):
+        """Label one shard and commit its files; return its (stats, times); add
+        its stats to ``run_stats``."""
+        run_stats = Counter() if run_stats is None else run_stats
         stats, times = Counter(), defaultdict(float)
         shard_start = time.perf_counter()
         writer = ShardWriter(self.out_dir, shard.name, odvg=self.output['odvg'],
@@ -174,14 +180,18 @@ class VESLRunner:
             times['write'] += time.perf_counter() - t
             if bar is not None:
                 bar.update(len(batch))
-                bar.set_postfix(shard=shard.name, regions=stats['regions_kept'],
-                                failed=len(writer.failed))
+                bar.set_postfix(shard=shard.name, refresh=False,
+                                regions=run_stats['regions_kept'] + stats['regions_kept'],
+                                failed=run_stats['images_in'] + stats['images_in']
+                                - run_stats['images_out'] - stats['images_out'])
         t = time.perf_counter()
         done = dict(stats)
         done['seconds'] = round(time.perf_counter() - shard_start, 4)
         done['time_s'] = {k: round(v, 4) for k, v in times.items()}
         writer.commit(done)
         times['write'] += time.perf_counter() - t
+        stats['seconds'] = time.perf_counter() - shard_start
+        run_stats.update({k: v for k, v in stats.items() if k != 'seconds'})
         print_log(f'VESL shard {shard.name}: {stats["images_out"]}/{stats["images_in"]} images, '
                   f'{stats["regions_kept"]} regions, {len(writer.failed)} failed',
                   logger='current', level=logging.INFO)

@@ -25,3 +25,12 @@ def get_device(device: str) -> torch.device:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError(f'device {device} requested but CUDA is not available')
     return device
+
+
+def dtype_kwarg(dtype: torch.dtype) -> dict:
+    """The dtype argument of transformers' ``from_pretrained``: ``dtype`` since
+    4.56 (``torch_dtype`` is deprecated there), ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import parse
+    name = 'dtype' if parse(transformers.__version__) >= parse('4.56') else 'torch_dtype'
+    return {name: dtype}
