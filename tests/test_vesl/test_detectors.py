@@ -62,3 +62,15 @@ def test_bad_path_and_template(tmp_path, vesl_models):
     with pytest.raises(ValueError, match='query_template'):
         VESL_STAGES.build(dict(type='OWLv2Detector', model_path=vesl_models['detector'],
                                query_template='a photo'))
+
+
+def test_bfloat16_weights_and_inputs(vesl_models, detector):
+    """dtype='bfloat16' casts the weights and the pixel inputs (what a GPU run uses);
+    scores stay close to float32's."""
+    bf16 = VESL_STAGES.build(dict(type='OWLv2Detector', model_path=vesl_models['detector'],
+                                  dtype='bfloat16'))
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    img, phrases = images()[:1], [['red dog', 'cat']]
+    out, ref = bf16(img, phrases)[0], detector(img, phrases)[0]
+    assert out.bboxes.dtype == torch.float32 and len(out) == len(ref)
+    assert (out.scores - ref.scores).abs().max() < 0.1

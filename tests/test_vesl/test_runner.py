@@ -52,8 +52,9 @@ def run_tool(args, env_extra=None, timeout=300):
 
 @pytest.fixture(scope='module')
 def config_file(vesl_models, tmp_path_factory):
-    """The shipped config on the tiny models, shards of 4 images, every output."""
-    cfg = tiny_vesl_config(vesl_models, output=dict(odvg=True, tar=True))
+    """The shipped config on the tiny models, shards of 4 images, batches of 2, every
+    output."""
+    cfg = tiny_vesl_config(vesl_models, batch_size=2, output=dict(odvg=True, tar=True))
     path = str(tmp_path_factory.mktemp('vesl_cfg') / 'vesl_tiny.py')
     cfg.dump(path)
     return path
@@ -173,12 +174,14 @@ def test_sigkill_midway_then_rerun_gives_every_image_once(config_file, clean_run
     cfg.dump(config)
     out = str(tmp_path / 'out')
     args = [vesl_images, out, '--config', config, '--no-progress']
-    # 6 decodable images labelled: shard 0 (3 good) done, shard 1 half done, then SIGKILL
+    # killed at the 6th decodable image (img_0006, batch 2 of shard 1): shard 0 done, shard 1
+    # half written (img_0004/5 added)
     killed = run_tool(args, {'CLLIP_TEST_VESL_SIGKILL_AFTER': '6'})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert osp.isfile(osp.join(out, 'shards', '00000.done.json'))
     assert not osp.exists(osp.join(out, 'shards', '00001.done.json'))
-    assert glob.glob(osp.join(out, 'shards', '00001.tar.tmp-*'))  # a partial shard
+    partial, = glob.glob(osp.join(out, 'shards', '00001.tar.tmp-*'))
+    assert osp.getsize(partial) > 0
     assert not osp.exists(osp.join(out, 'annotations.jsonl'))
 
     # the same command again (in this process: tools/vesl.py's main)
