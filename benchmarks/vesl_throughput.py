@@ -13,6 +13,7 @@ processors, batching, filters, writing), not of real-model speed.
 """
 import argparse
 import json
+import logging
 import os.path as osp
 import platform
 import tempfile
@@ -33,10 +34,13 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from mmengine.logging import MMLogger
+
     from cllip_mm.testing import make_tiny_vesl_models, make_vesl_images, tiny_vesl_config
     from cllip_mm.utils import register_all_modules
     from cllip_mm.vesl import VESLRunner
     register_all_modules()
+    MMLogger.get_current_instance().setLevel(logging.WARNING)  # stdout: the JSON only
     result = dict(num_images=args.num_images, device=args.device, dtype=args.dtype,
                   torch_threads=torch.get_num_threads(), machine=platform.processor() or
                   platform.machine(), runs={})

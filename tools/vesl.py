@@ -18,6 +18,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 
 try:
@@ -71,7 +72,9 @@ def main(argv=None) -> dict:
     worker_id, num_workers, local_rank = worker_slice(args)
     if args.device:
         cfg.device = args.device
-    if cfg.get('device', 'cpu') == 'cuda':  # one GPU per local process
+    if cfg.get('device', 'cpu') == 'auto':
+        cfg.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if cfg.device == 'cuda':  # one GPU per local process
         cfg.device = f'cuda:{local_rank}'
     if args.dtype:
         cfg.dtype = args.dtype

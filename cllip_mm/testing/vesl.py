@@ -64,14 +64,19 @@ def make_tiny_blip(out_dir: str, seed: int = 0) -> str:
     processor = BlipProcessor(
         image_processor=BlipImageProcessor(size=dict(height=32, width=32)),
         tokenizer=tokenizer)
+    # initializer_range 0.2 (not 0.02): the random decoder then listens to the image,
+    # so captions (and phrases) differ between images
     config = BlipConfig(
+        initializer_range=0.2,
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                         initializer_range=0.2,
                          num_hidden_layers=1, num_attention_heads=2,
                          max_position_embeddings=64, bos_token_id=vocab.index('[DEC]'),
                          pad_token_id=0, sep_token_id=vocab.index('[SEP]'),
                          eos_token_id=vocab.index('[SEP]')),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=2, image_size=32, patch_size=8),
+                           num_attention_heads=2, image_size=32, patch_size=8,
+                           initializer_range=0.2),
         projection_dim=32)
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config).eval()

@@ -8,7 +8,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Union
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.logging import print_log
 
 from .pipeline import STAGES, ImageResult, VESLPipeline
@@ -77,7 +77,7 @@ class VESLRunner:
         """The shards of the input; checks (or writes) ``out_dir/plan.json``."""
         shards = plan_shards(self.source, self.shard_size, exclude=self.out_dir)
         plan = dict(source=osp.abspath(self.source), shard_size=self.shard_size,
-                    shards=[s.to_dict() for s in shards])
+                    labelling=self.labelling_config(), shards=[s.to_dict() for s in shards])
         os.makedirs(self.out_dir, exist_ok=True)
         path = osp.join(self.out_dir, 'plan.json')
         if osp.isfile(path):
@@ -88,9 +88,23 @@ class VESLRunner:
                     f'{path}: {self.out_dir} holds VESL output of another input or shard '
                     f'size ({old.get("source")}, shard_size {old.get("shard_size")}, '
                     f'{len(old.get("shards", []))} shards); use a new output directory')
+            if old.get('labelling') != plan['labelling']:
+                changed = sorted(k for k in plan['labelling']
+                                 if old.get('labelling', {}).get(k) != plan['labelling'][k])
+                raise RuntimeError(
+                    f'{path}: {self.out_dir} was labelled with other stage settings '
+                    f'({", ".join(changed)} differ), so its shards would mix two '
+                    'labellings; use a new output directory (or delete plan.json to '
+                    'accept the mix)')
         else:
             atomic_write_json(path, plan)
         return shards
+
+    def labelling_config(self) -> dict:
+        """The settings that decide the records (stages, filters, outputs); not
+        batch size, device or dtype."""
+        keys = ('captioner', 'phrase_extractor', 'detector', 'filters', 'output')
+        return json.loads(json.dumps({k: self.cfg.get(k) for k in keys}, default=str))
 
     def _save_images(self, shard: InputShard) -> bool:
         mode = self.output['save_images']

@@ -43,7 +43,7 @@ def load_tool():
     return module
 
 
-def run_tool(args, env_extra=None, timeout=300):
+def run_tool(args, env_extra=None, timeout=600):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, HERE]), OMP_NUM_THREADS='1',
                **(env_extra or {}))
     return subprocess.run([sys.executable, osp.join(REPO, 'tools/vesl.py')] + args,
@@ -142,6 +142,13 @@ def test_rerun_skips_finished_shards_and_refuses_other_input(clean_run, config_f
     make_vesl_images(str(other), 2)
     with pytest.raises(RuntimeError, match='another input'):
         VESLRunner(Config.fromfile(config_file), str(other), out, progress=False).run()
+    changed = Config.fromfile(config_file)
+    changed.filters[0].score_thr = 0.3
+    with pytest.raises(RuntimeError, match='filters differ'):
+        VESLRunner(changed, clean_run_input(out), out, progress=False).run()
+    changed = Config.fromfile(config_file)
+    changed.batch_size = 3  # not a labelling setting
+    assert VESLRunner(changed, clean_run_input(out), out, progress=False).run()['complete']
 
 
 def clean_run_input(out):
@@ -207,7 +214,7 @@ def test_two_workers_equal_one(config_file, clean_run, vesl_images, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     report0 = VESLRunner(Config.fromfile(config_file), vesl_images, out, worker_id=0,
                          num_workers=2, progress=False).run()
-    _, err = worker1.communicate(timeout=300)
+    _, err = worker1.communicate(timeout=600)
     assert worker1.returncode == 0, err[-3000:]
     assert report0['this_run']['shards_processed'] == 2  # shards 0 and 2
     if not report0['complete']:  # worker 1 finished last and merged
