@@ -67,3 +67,7 @@ VISBACKENDS = Registry(
     'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['cllip_mm.visualization'])
 LOG_PROCESSORS = Registry(
     'log_processor', parent=MMENGINE_LOG_PROCESSORS, locations=['cllip_mm.engine'])
+
+# VESL pseudo-labelling stages (captioners, phrase extractors, open-vocabulary
+# detectors, region filters); MMEngine has no root of this kind.
+VESL_STAGES = Registry('vesl stage', scope='cllip_mm', locations=['cllip_mm.vesl'])
