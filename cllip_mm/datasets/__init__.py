@@ -1,5 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from .region_text import BadRecordError, RegionTextDataset
+from .samplers import ResumableInfiniteSampler
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['RegionTextDataset', 'BadRecordError']
+__all__ = ['RegionTextDataset', 'BadRecordError', 'ResumableInfiniteSampler']
