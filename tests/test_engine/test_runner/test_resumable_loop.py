@@ -61,3 +61,37 @@ def test_crash_and_resume_sees_the_uninterrupted_samples(make_tiny_cloc_cfg, tmp
     # the first epoch (6 batches of 8 = 48 images) holds every image once
     assert sorted(sum((full[i] for i in range(1, 7)), [])) == list(range(48))
 
+
+def test_stream_crash_and_resume_sees_the_uninterrupted_samples(
+        make_tiny_cloc_cfg, tiny_region_set, tmp_path, monkeypatch):
+    """The same with RegionTextShardStream and 2 dataloader workers; the checkpoint is
+    at iteration 3, so the resumed run must start with worker 1's next batch."""
+    import importlib.util
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    spec = importlib.util.spec_from_file_location(
+        'region_text2shards', osp.join(repo, 'tools/dataset_converters/region_text2shards.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    shards = tool.convert(tiny_region_set, 'annotations/train.jsonl',
+                          str(tmp_path / 'shards' / 'train-%05d.tar'), 6)['shards']
+
+    cfg = make_tiny_cloc_cfg(max_iters=7)
+    cfg.train_cfg.type = 'ResumableIterBasedTrainLoop'
+    pipeline = cfg.train_dataloader.dataset.pipeline[1:]  # the stream decodes images
+    cfg.train_dataloader.update(num_workers=2, persistent_workers=True, sampler=None)
+    cfg.train_dataloader.dataset = dict(type='RegionTextShardStream', sources=shards, seed=0,
+                                        block_size=5, pipeline=pipeline)
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.default_hooks.checkpoint.interval = 3
+    cfg.custom_hooks = [dict(type='SampleIdsLogHook'), dict(type='CrashAfterIterHook')]
+
+    full, _ = _run(cfg, tmp_path, monkeypatch, 'full', 'full')
+    crashed, _ = _run(cfg, tmp_path, monkeypatch, 'crashed', 'run', crash_after=4)
+    resumed, log = _run(cfg, tmp_path, monkeypatch, 'resumed', 'run', resume=True,
+                        train_dataloader=dict(dataset=dict(seed=123)))
+    assert 'Resumed the stream at iteration 3 (2 worker states)' in log
+    assert sorted(resumed) == list(range(4, 8))
+    assert {i: crashed[i] for i in range(1, 4)} == {i: full[i] for i in range(1, 4)}
+    assert resumed == {i: full[i] for i in range(4, 8)}
+    assert len({s for i in full for s in full[i]}) == 48  # 7 x 8 samples: the whole epoch
