@@ -5,7 +5,7 @@ import logging
 import os.path as osp
 import tarfile
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np

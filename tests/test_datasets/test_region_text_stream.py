@@ -6,7 +6,6 @@ import io
 import itertools
 import json
 import os.path as osp
-from collections import Counter
 
 import numpy as np
 import pytest
