@@ -42,8 +42,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def images_per_s(loader, batches: int, warmup: int) -> float:
-    it = iter(loader)
+def images_per_s(it, batches: int, warmup: int) -> float:
     for _ in range(warmup):
         next(it)
     start, n = time.perf_counter(), 0
@@ -82,10 +81,12 @@ def main():
         loaders = dict(jsonl=DataLoader(jsonl, sampler=InfiniteSampler(jsonl, seed=0),
                                         **kwargs),
                        shards=DataLoader(stream, **kwargs))
+        # one iterator per loader for all rounds (InfiniteSampler's index generator
+        # is made once per sampler)
+        iters = {name: iter(loader) for name, loader in loaders.items()}
         for _ in range(args.rounds):
-            for name, loader in loaders.items():
-                result[name].append(round(images_per_s(loader, args.batches,
-                                                       args.warmup), 1))
+            for name, it in iters.items():
+                result[name].append(round(images_per_s(it, args.batches, args.warmup), 1))
     for name in ('jsonl', 'shards'):
         result[f'{name}_images_per_s'] = max(result[name])
     result['shards_over_jsonl'] = round(

@@ -194,6 +194,7 @@ class RegionTextShardStream(IterableDataset):
             min_score=min_score, label_map_file=label_map_file,
             caption_policy=caption_policy, data_root=data_root)
         self.skip_counts: Counter = Counter()
+        self._parser_counts: Counter = Counter()  # parser skips reported so far
         #: global worker -> state, set by load_state_dict
         self.resume_states: Dict[int, dict] = {}
         self._resume_num_workers = 0
@@ -262,8 +263,8 @@ class RegionTextShardStream(IterableDataset):
             results[STATE_KEY] = json.dumps(dict(worker=g, n=n, sources=src_states))
             yield results
 
-    def _skip(self, reason: str, where: str, detail: str) -> None:
-        self.skip_counts[reason] += 1
+    def _skip(self, reason: str, where: str, detail: str, count: int = 1) -> None:
+        self.skip_counts[reason] += count
         print_log(f'RegionTextShardStream: skipped sample {where} ({reason}{detail}); '
                   f'{sum(self.skip_counts.values())} skipped so far in this process',
                   logger='current', level=logging.WARNING)
@@ -286,10 +287,12 @@ class RegionTextShardStream(IterableDataset):
             raw.setdefault('image', image)
         parser = self.parser
         parser.ann_file, parser._is_odvg = shard, None
-        before = Counter(parser.skip_counts)
+        num_bad = parser.skip_counts.total()
         info = parser.parse_data_info(raw, key)
-        for reason, count in (parser.skip_counts - before).items():
-            self._skip(f'bad {reason}', where, '')
+        if parser.skip_counts.total() != num_bad:  # report what this record added
+            for reason, count in (parser.skip_counts - self._parser_counts).items():
+                self._skip(f'bad {reason}', where, '', count)
+            self._parser_counts = Counter(parser.skip_counts)
         if info is None:
             return None
         try:
