@@ -115,7 +115,8 @@ fi
 pip_install_missing 'setuptools>=77,<81'
 
 # 4. mmdet and the rest of requirements/runtime.txt + tests.txt.
-pip_install_missing mmdet==3.3.0 transformers tokenizers safetensors pycocotools nltk pytest
+pip_install_missing mmdet==3.3.0 transformers tokenizers safetensors pycocotools nltk pytest \
+    jsonlines lvis emoji
 
 # 5. cllip_mm itself, editable (its dependencies are all installed above).
 if (cd / && CLLIP_ROOT="$ROOT" "$PYTHON" -c "import os, sys, cllip_mm

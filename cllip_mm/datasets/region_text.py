@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Region-text dataset in the JSON Lines format of the spec (section 5.1)."""
+"""Region-text dataset in the JSON Lines format of the spec (section 5.1) or mmdet's ODVG."""
 import json
 import logging
 import math
@@ -57,7 +57,12 @@ class RegionTextDataset(BaseDataset):
 
     ``metainfo['classes']`` is the phrase vocabulary: the ``classes`` given in
     ``metainfo``, else the sorted distinct phrases of the file (after ``min_score``
-    filtering; known once the dataset is fully initialised).
+    filtering; known once the dataset is fully initialised), or with ``label_map_file``
+    the label map's names in label order.
+
+    The format is detected per file from its first record: mmdet's ODVG lines (grounding
+    and detection records, see :mod:`cllip_mm.datasets.odvg`) are converted to the
+    format above and validated the same way; errors name the ODVG field.
 
     Args:
         ann_file (str): The JSON Lines annotation file.
@@ -76,6 +81,11 @@ class RegionTextDataset(BaseDataset):
             paper's region retrieval). None keeps all.
         sample_seed (int): Seed of that sample.
         backend_args (dict, optional): Arguments of the mmengine file backend.
+        label_map_file (str, optional): ODVG label map (``{"0": "person", ...}``,
+            relative to ``data_root``) naming the ``label`` of detection records.
+        caption_policy (dict, optional): How ODVG detection records get a caption
+            (:data:`cllip_mm.datasets.odvg.DEFAULT_CAPTION_POLICY`); its
+            ``captions_file`` is relative to ``data_root``.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`. ``filter_cfg``
             may hold ``filter_empty_gt=True`` to drop images without regions (not in
             ``test_mode``).
@@ -94,6 +104,8 @@ class RegionTextDataset(BaseDataset):
                  sample_images: Optional[int] = None,
                  sample_seed: int = 0,
                  backend_args: Optional[dict] = None,
+                 label_map_file: Optional[str] = None,
+                 caption_policy: Optional[dict] = None,
                  **kwargs) -> None:
         if on_bad_record not in ('raise', 'skip'):
             raise ValueError(
@@ -112,6 +124,8 @@ class RegionTextDataset(BaseDataset):
         #: Number of skipped records / regions per reason (``on_bad_record='skip'``).
         self.skip_counts: Counter = Counter()
         self._num_low_score = 0
+        self._odvg = self._odvg_converter(kwargs, label_map_file, caption_policy)
+        self._is_odvg: Optional[bool] = None  # decided by the file's first record
         super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
 
     # ------------------------------------------------------------------ loading
@@ -153,6 +167,7 @@ class RegionTextDataset(BaseDataset):
         Returns None when the record is skipped (``on_bad_record='skip'``).
         """
         try:
+            raw_data_info = self._from_odvg(raw_data_info, line_no)
             info = self._parse_image_fields(raw_data_info, line_no)
         except BadRecordError as e:
             self._bad(e)
@@ -212,7 +227,8 @@ class RegionTextDataset(BaseDataset):
 
     def _parse_region(self, region: Any, i: int, info: dict, line_no: int,
                       image: str) -> Tuple[List[float], str, float]:
-        field = f'regions[{i}]'
+        field = region.get('_field', f'regions[{i}]') if isinstance(region, dict) \
+            else f'regions[{i}]'  # an ODVG region names its source field
 
         def bad(sub: str, msg: str, reason: str):
             return BadRecordError(
@@ -254,6 +270,35 @@ class RegionTextDataset(BaseDataset):
             raise bad('.bbox', f'box {bbox} is empty once clipped to the image of size '
                       f'(w={w}, h={h})', 'degenerate box')
         return [x1, y1, x2, y2], phrase, float(score)
+
+    # ------------------------------------------------------------------ ODVG
+    def _odvg_converter(self, kwargs: dict, label_map_file: Optional[str],
+                        caption_policy: Optional[dict]):
+        from .odvg import ODVGRecordConverter, load_coco_captions, load_label_map
+
+        def resolve(path):
+            return path if osp.isabs(path) else osp.join(kwargs.get('data_root') or '', path)
+
+        label_map = None
+        if label_map_file is not None:
+            label_map = load_label_map(resolve(label_map_file), self.backend_args)
+            metainfo = dict(kwargs.get('metainfo') or {})
+            if metainfo.get('classes') is None:
+                metainfo['classes'] = tuple(label_map[k] for k in sorted(label_map))
+                kwargs['metainfo'] = metainfo
+        captions_file = (caption_policy or {}).get('captions_file')
+        captions = None if captions_file is None else load_coco_captions(
+            resolve(captions_file), self.backend_args)
+        # ann_file is set once BaseDataset has joined it with data_root
+        return ODVGRecordConverter('', label_map, caption_policy, captions)
+
+    def _from_odvg(self, raw: Any, line_no: int) -> Any:
+        """``raw`` converted to this format if the file is ODVG, else ``raw``."""
+        from .odvg import is_odvg_record
+        if self._is_odvg is None:
+            self._is_odvg = is_odvg_record(raw)
+            self._odvg.ann_file = self.ann_file
+        return self._odvg.convert(raw, line_no, self._bad) if self._is_odvg else raw
 
     # ------------------------------------------------------------ bad records
     def _where(self, line_no: int, field: str, image: Optional[str] = None) -> str:

@@ -20,7 +20,7 @@ train_dataloader = dict(
     batch_size=256,
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='ResumableInfiniteSampler', shuffle=True),  # resume in O(1)
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type=dataset_type,

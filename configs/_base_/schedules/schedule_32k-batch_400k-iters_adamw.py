@@ -24,7 +24,8 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters, eta_min=0.0),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=20_000)
+# resumes by seeking the sampler instead of replaying every consumed batch
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters, val_interval=20_000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # lr above is for the global batch 32,768; `--auto-scale-lr` rescales for other sizes.

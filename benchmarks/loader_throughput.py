@@ -1,0 +1,98 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Loader throughput (images/s): RegionTextShardStream on tar shards vs RegionTextDataset
+on the JSON Lines file, same images, same training pipeline, same DataLoader settings.
+
+The shards are written from the JSON Lines file by
+``tools/dataset_converters/region_text2shards.py`` (into a temporary folder). Both
+loaders are timed over ``--batches`` batches after ``--warmup`` batches, alternating
+``--rounds`` times in one process.
+
+    python benchmarks/loader_throughput.py [--data-root data/cloc_demo] [--batches 30] \\
+        [--workers 1] [--rounds 2]
+
+Prints one JSON object. Writes the demo set to ``--data-root`` if missing.
+"""
+import argparse
+import copy
+import importlib.util
+import json
+import os.path as osp
+import tempfile
+import time
+
+from mmengine.config import Config
+from mmengine.dataset import InfiniteSampler, pseudo_collate
+from torch.utils.data import DataLoader
+
+from cllip_mm.registry import DATASETS
+from cllip_mm.utils import register_all_modules
+
+CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py'
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data-root', default='data/cloc_demo')
+    parser.add_argument('--batches', type=int, default=30)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--workers', type=int, default=1)
+    parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--samples-per-shard', type=int, default=500)
+    return parser.parse_args()
+
+
+def images_per_s(it, batches: int, warmup: int) -> float:
+    for _ in range(warmup):
+        next(it)
+    start, n = time.perf_counter(), 0
+    for _ in range(batches):
+        n += len(next(it)['inputs'])
+    return n / (time.perf_counter() - start)
+
+
+def main():
+    args = parse_args()
+    register_all_modules()
+    if not osp.exists(osp.join(args.data_root, 'annotations', 'train.jsonl')):
+        from cllip_mm.datasets.synthetic import generate_synthetic_regions
+        generate_synthetic_regions(args.data_root, num_train=4000, num_val=500, seed=0)
+    cfg = Config.fromfile(osp.join(REPO, CONFIG))
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    batch_size = cfg.train_dataloader.batch_size
+    spec = importlib.util.spec_from_file_location(
+        'region_text2shards', osp.join(REPO, 'tools/dataset_converters/region_text2shards.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    result = dict(config=CONFIG, batch_size=batch_size, workers=args.workers,
+                  batches=args.batches, jsonl=[], shards=[])
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = tool.convert(args.data_root, 'annotations/train.jsonl',
+                               osp.join(tmp, 'train-%05d.tar'), args.samples_per_shard)
+        result['num_shards'] = len(summary['shards'])
+        jsonl = DATASETS.build(dict(type='RegionTextDataset', data_root=args.data_root,
+                                    ann_file='annotations/train.jsonl',
+                                    pipeline=copy.deepcopy(pipeline)))
+        stream = DATASETS.build(dict(
+            type='RegionTextShardStream', sources=summary['shards'], seed=0,
+            mode='resampled', pipeline=copy.deepcopy(pipeline[1:])))  # no loading step
+        kwargs = dict(batch_size=batch_size, num_workers=args.workers,
+                      collate_fn=pseudo_collate, persistent_workers=args.workers > 0)
+        loaders = dict(jsonl=DataLoader(jsonl, sampler=InfiniteSampler(jsonl, seed=0),
+                                        **kwargs),
+                       shards=DataLoader(stream, **kwargs))
+        # one iterator per loader for all rounds (InfiniteSampler's index generator
+        # is made once per sampler)
+        iters = {name: iter(loader) for name, loader in loaders.items()}
+        for _ in range(args.rounds):
+            for name, it in iters.items():
+                result[name].append(round(images_per_s(it, args.batches, args.warmup), 1))
+    for name in ('jsonl', 'shards'):
+        result[f'{name}_images_per_s'] = max(result[name])
+    result['shards_over_jsonl'] = round(
+        result['shards_images_per_s'] / result['jsonl_images_per_s'], 3)
+    print(json.dumps(result))
+
+
+if __name__ == '__main__':
+    main()

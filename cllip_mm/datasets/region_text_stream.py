@@ -1,0 +1,314 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Region-text samples streamed from webdataset-style tar shards, resumable in O(1)."""
+import json
+import logging
+import os.path as osp
+import tarfile
+from collections import Counter
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import mmcv
+import numpy as np
+from mmengine.dataset import Compose
+from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
+from torch.utils.data import IterableDataset, get_worker_info
+
+from cllip_mm.registry import DATASETS
+from .region_text import RegionTextDataset
+from .tar_shards import expand_shards, iter_tar_samples
+
+IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
+#: key of the per-sample stream state that the train loop collects (JSON string)
+STATE_KEY = '_stream_state'
+
+
+def grit_to_record(meta: dict, image: str) -> dict:
+    """An img2dataset GRIT json (``caption``, ``ref_exps`` of ``[start, end, x1, y1, x2,
+    y2, score]`` with boxes normalised to [0, 1], ``width``, ``height``) as a region-text
+    record (boxes in pixels of the stored image)."""
+    w, h, caption = meta.get('width'), meta.get('height'), meta.get('caption')
+    regions = []
+    for ref in meta.get('ref_exps') or []:
+        s, e, x1, y1, x2, y2 = ref[:6]
+        regions.append(dict(bbox=[x1 * w, y1 * h, x2 * w, y2 * h],
+                            phrase=caption[int(s):int(e)],
+                            score=ref[6] if len(ref) > 6 else 1.0))
+    return dict(image=image, width=w, height=h, caption=caption, regions=regions)
+
+
+class _SourceCursor:
+    """The samples of one source seen by one global worker, as an infinite iterator of
+    ``(shard, key, files), state``.
+
+    Epoch mode: epoch ``e`` orders the shards by a permutation seeded by ``(seed,
+    source, e)`` (the same on every rank and worker) and worker ``g`` of ``G`` reads
+    shards ``g, g + G, ...`` of it. Resampled mode: the ``j``-th shard of worker ``g``
+    is drawn uniformly with the seed ``(seed, source, g, j)``. Shuffling is by blocks:
+    ``block_size`` consecutive samples are read, permuted with the seed ``(seed,
+    source, g, epoch, block)`` and yielded. The state after a sample, ``[epoch, j,
+    offset, block, taken]``, names the block's first sample (shard ``j`` of the
+    sequence, byte ``offset``) and how many of the block were yielded, so a reader
+    resumes by reading one block again: O(block_size), whatever the position.
+    """
+
+    def __init__(self, shards: List[str], index: int, mode: str, shuffle: bool, seed: int,
+                 g: int, num_global: int, block_size: int, stats: Counter) -> None:
+        self.shards, self.index, self.mode, self.shuffle = shards, index, mode, shuffle
+        self.seed, self.g, self.num_global = seed, g, num_global
+        self.block_size, self.stats = block_size, stats
+        self._order: Tuple[int, Optional[np.ndarray]] = (-1, None)
+
+    def shard_at(self, epoch: int, j: int) -> Optional[str]:
+        if self.mode == 'resampled':
+            rng = np.random.default_rng([self.seed, 1, self.index, self.g, j])
+            return self.shards[int(rng.integers(len(self.shards)))]
+        if self._order[0] != epoch:
+            n = len(self.shards)
+            order = np.random.default_rng([self.seed, 3, self.index, epoch]).permutation(n) \
+                if self.shuffle else np.arange(n)
+            self._order = (epoch, order)
+        i = self.g + j * self.num_global
+        return self.shards[self._order[1][i]] if i < len(self.shards) else None
+
+    def _read_block(self, epoch: int, j: int, offset: int):
+        items: List[tuple] = []
+        failures = 0
+        while len(items) < self.block_size:
+            path = self.shard_at(epoch, j)
+            if path is None:
+                break
+            try:
+                for key, files, _, end in iter_tar_samples(path, offset):
+                    items.append((path, key, files))
+                    offset = end
+                    if len(items) == self.block_size:
+                        break
+                else:
+                    j, offset = j + 1, 0
+            except (tarfile.TarError, OSError, EOFError) as e:
+                self.stats['corrupt shard'] += 1
+                print_log(f'RegionTextShardStream: skipped the rest of shard {path} '
+                          f'({type(e).__name__}: {e})', logger='current',
+                          level=logging.WARNING)
+                j, offset = j + 1, 0
+                failures += 1
+                if self.mode == 'resampled' and failures > 100 and not items:
+                    raise RuntimeError(f'RegionTextShardStream: 100 unreadable shards '
+                                       f'in a row, e.g. {path}')
+        return items, j, offset
+
+    def __call__(self, state: Optional[list]) -> Iterator[Tuple[tuple, list]]:
+        epoch, j, offset, block, taken = state or (0, 0, 0, 0, 0)
+        while True:
+            items, j2, offset2 = self._read_block(epoch, j, offset)
+            if not items:  # this worker's shards of the epoch are done
+                epoch, j, offset, block, taken = epoch + 1, 0, 0, 0, 0
+                continue
+            order = np.random.default_rng(
+                [self.seed, 2, self.index, self.g, epoch, block]).permutation(len(items)) \
+                if self.shuffle else np.arange(len(items))
+            for t in range(taken, len(items)):
+                yield items[order[t]], [epoch, j, offset, block, t + 1]
+            j, offset, block, taken = j2, offset2, block + 1, 0
+
+
+@DATASETS.register_module()
+class RegionTextShardStream(IterableDataset):
+    """Region-text samples from webdataset-style tar shards (img2dataset layout).
+
+    A sample is ``KEY.jpg`` (or png / webp) + ``KEY.json``; the JSON is a region-text
+    record (``caption``, ``width``, ``height``, ``regions``; ``image`` optional), an
+    ODVG record, or an img2dataset GRIT record (``caption`` + ``ref_exps``), validated
+    by :class:`RegionTextDataset`'s rules. Bad samples (unreadable image, image size
+    not the record's, bad JSON, invalid record, corrupt shard) are skipped, counted per
+    reason in :attr:`skip_counts` (per worker process) and logged.
+
+    Splitting: with ``W`` ranks of ``N`` dataloader workers there are ``G = W * N``
+    global workers; in ``mode='epoch'`` every epoch's shards are shared out among them
+    (each shard read by exactly one global worker per epoch; needs at least ``G``
+    shards per source), in ``mode='resampled'`` every global worker draws shards with
+    replacement, forever. Several sources mix per sample with ``weights``. Shuffling
+    is by blocks of ``block_size`` consecutive samples (see :class:`_SourceCursor`).
+
+    Resume: every sample carries its worker's stream state after it (``'_stream_state'``,
+    a JSON string); :class:`~cllip_mm.engine.ResumableIterBasedTrainLoop` keeps the last
+    state of each worker, the checkpoint stores them, and :meth:`load_state_dict` starts
+    each worker right after its last trained sample (same ranks, workers and batch
+    size), re-reading at most one block per source.
+
+    Args:
+        sources (str | list): Shards of one source (a brace pattern such as
+            ``'shards/{00000..00099}.tar'`` or a list of them), or a list of dicts
+            ``dict(shards=..., weight=1.0)``.
+        pipeline (list): Transforms after decoding (the image is already in
+            ``results['img']``: no loading step).
+        data_root (str): Root of relative shard paths.
+        mode (str): ``'epoch'`` (each sample once per epoch) or ``'resampled'``.
+        shuffle (bool): Shuffle shards and blocks. Defaults to True.
+        block_size (int): Samples per shuffle block (memory: that many encoded
+            samples per source and worker).
+        seed (int, optional): None draws one, synchronised across ranks.
+        min_score, label_map_file, caption_policy: As in :class:`RegionTextDataset`.
+        num_samples (int, optional): What ``len()`` reports (MMEngine asks the length
+            of the train dataloader to convert epoch-based schedules; the stream itself
+            is infinite). Defaults to a very large number.
+    """
+
+    def __init__(self,
+                 sources: Union[str, Sequence],
+                 pipeline: Sequence = (),
+                 data_root: str = '',
+                 mode: str = 'epoch',
+                 shuffle: bool = True,
+                 block_size: int = 256,
+                 seed: Optional[int] = None,
+                 min_score: Optional[float] = None,
+                 label_map_file: Optional[str] = None,
+                 caption_policy: Optional[dict] = None,
+                 num_samples: Optional[int] = None) -> None:
+        self.num_samples = num_samples
+        if mode not in ('epoch', 'resampled'):
+            raise ValueError(f"mode must be 'epoch' or 'resampled', got {mode!r}")
+        if block_size < 1:
+            raise ValueError(f'block_size must be >= 1, got {block_size}')
+        if isinstance(sources, str) or (sources and not isinstance(sources[0], dict)):
+            sources = [dict(shards=sources)]
+        self.sources = []
+        for i, src in enumerate(sources):
+            shards = expand_shards(src['shards'], data_root)
+            if not shards:
+                raise ValueError(f'source {i} has no shards: {src["shards"]!r}')
+            weight = float(src.get('weight', 1.0))
+            if not weight > 0:
+                raise ValueError(f'source {i}: weight must be > 0, got {weight}')
+            self.sources.append(dict(shards=shards, weight=weight))
+        weights = np.array([s['weight'] for s in self.sources])
+        self.probs = weights / weights.sum()
+        self.mode, self.shuffle, self.block_size = mode, shuffle, block_size
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self.rank, self.world_size = get_dist_info()
+        self.pipeline = Compose(pipeline)
+        self.parser = RegionTextDataset(
+            ann_file='', lazy_init=True, on_bad_record='skip', check_image_exists=False,
+            min_score=min_score, label_map_file=label_map_file,
+            caption_policy=caption_policy, data_root=data_root)
+        self.skip_counts: Counter = Counter()
+        self._parser_counts: Counter = Counter()  # parser skips reported so far
+        #: global worker -> state, set by load_state_dict
+        self.resume_states: Dict[int, dict] = {}
+        self._resume_num_workers = 0
+        #: checkpoint state handed over by SamplerStateHook, applied by the train loop
+        self.pending_state: Optional[dict] = None
+        #: workers are renumbered by this offset on resume (round-robin order)
+        self.worker_offset = 0
+        self.metainfo: dict = dict()
+
+    def __len__(self) -> int:
+        return self.num_samples if self.num_samples is not None else 2**40
+
+    # ------------------------------------------------------------------ resume
+    def load_state_dict(self, state: dict) -> None:
+        """Start every global worker after its last trained sample.
+
+        ``state``: ``dict(states={global worker: stream state}, num_batches=k,
+        num_workers=N, world_size=W, seed=...)`` as saved by the train loop.
+        """
+        if state['world_size'] != self.world_size:
+            raise ValueError(f'RegionTextShardStream: cannot resume a stream of '
+                             f'{state["world_size"]} ranks on {self.world_size}')
+        self.seed = int(state['seed'])
+        self.resume_states = {int(g): s for g, s in state['states'].items()}
+        # the next batch of the uninterrupted run comes from worker k mod N
+        self.worker_offset = int(state['num_batches']) % int(state['num_workers'])
+        self._resume_num_workers = int(state['num_workers'])
+
+    # ------------------------------------------------------------------ reading
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if self.resume_states and num_workers != self._resume_num_workers:
+            raise ValueError(f'RegionTextShardStream: resuming needs the same number '
+                             f'of dataloader workers ({self._resume_num_workers}), '
+                             f'got {num_workers}')
+        logical = (wid + self.worker_offset) % num_workers
+        num_global = self.world_size * num_workers
+        g = self.rank * num_workers + logical
+        if self.mode == 'epoch':
+            for i, src in enumerate(self.sources):
+                if len(src['shards']) < num_global:
+                    raise ValueError(
+                        f'RegionTextShardStream: source {i} has {len(src["shards"])} '
+                        f'shards, fewer than the {num_global} readers (ranks x workers) '
+                        f"that mode='epoch' shares them among; write more shards or "
+                        f"use mode='resampled'")
+        state = self.resume_states.get(g) or dict(n=0, sources=[None] * len(self.sources))
+        cursors = [_SourceCursor(src['shards'], i, self.mode, self.shuffle, self.seed, g,
+                                 num_global, self.block_size, self.skip_counts)(
+                                     state['sources'][i])
+                   for i, src in enumerate(self.sources)]
+        n, src_states = state['n'], list(state['sources'])
+        while True:
+            s = 0 if len(cursors) == 1 else int(np.random.default_rng(
+                [self.seed, 7, g, n]).choice(len(cursors), p=self.probs))
+            (shard, key, files), src_states[s] = next(cursors[s])
+            n += 1
+            results = self._decode(shard, key, files)
+            if results is not None:
+                results = self.pipeline(results)
+                if results is None:
+                    self._skip('pipeline returned None', f'{shard}:{key}', '')
+            if results is None:
+                continue
+            results[STATE_KEY] = json.dumps(dict(worker=g, n=n, sources=src_states))
+            yield results
+
+    def _skip(self, reason: str, where: str, detail: str, count: int = 1) -> None:
+        self.skip_counts[reason] += count
+        print_log(f'RegionTextShardStream: skipped sample {where} ({reason}{detail}); '
+                  f'{sum(self.skip_counts.values())} skipped so far in this process',
+                  logger='current', level=logging.WARNING)
+
+    def _decode(self, shard: str, key: str, files: Dict[str, bytes]) -> Optional[dict]:
+        where = f'{shard}:{key}'
+        ext = next((e for e in IMAGE_EXTS if e in files), None)
+        if ext is None or 'json' not in files:
+            self._skip('missing image or json', where, f': has {sorted(files)}')
+            return None
+        try:
+            raw = json.loads(files['json'])
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            self._skip('invalid JSON', where, f': {e}')
+            return None
+        image = f'{osp.basename(key)}.{ext}'
+        if isinstance(raw, dict) and 'ref_exps' in raw and 'regions' not in raw:
+            raw = grit_to_record(raw, image)
+        elif isinstance(raw, dict) and 'filename' not in raw:
+            raw.setdefault('image', image)
+        parser = self.parser
+        parser.ann_file, parser._is_odvg = shard, None
+        num_bad = parser.skip_counts.total()
+        info = parser.parse_data_info(raw, key)
+        if parser.skip_counts.total() != num_bad:  # report what this record added
+            for reason, count in (parser.skip_counts - self._parser_counts).items():
+                self._skip(f'bad {reason}', where, '', count)
+            self._parser_counts = Counter(parser.skip_counts)
+        if info is None:
+            return None
+        try:
+            img = mmcv.imfrombytes(files[ext], flag='color', channel_order='bgr')
+        except Exception as e:  # any decoder failure
+            img, error = None, e
+        else:
+            error = None
+        if img is None:
+            self._skip('unreadable image', where, f': {error}' if error else '')
+            return None
+        if img.shape[:2] != (info['height'], info['width']):
+            self._skip('image size mismatch', where, f': image {img.shape[1]}x'
+                       f'{img.shape[0]}, record {info["width"]}x{info["height"]}')
+            return None
+        info.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+                    img_path=where, sample_idx=f'{osp.basename(shard)}/{key}',
+                    ann_file=shard, ann_line=key, on_bad_record='skip')
+        return info

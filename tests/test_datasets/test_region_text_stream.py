@@ -1,0 +1,175 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""Tar shards: writer, brace expansion, RegionTextShardStream splitting, modes, bad
+samples and resume."""
+import importlib.util
+import io
+import itertools
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from cllip_mm.datasets.region_text_stream import RegionTextShardStream
+from cllip_mm.datasets.tar_shards import ShardWriter, expand_shards, iter_tar_samples
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'region_text2shards', osp.join(REPO, 'tools/dataset_converters/region_text2shards.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def shards(tiny_region_set, tmp_path_factory):
+    """The 48 training images of the tiny set in 8 shards of 6."""
+    out = tmp_path_factory.mktemp('shards')
+    summary = _tool().convert(tiny_region_set, 'annotations/train.jsonl',
+                              str(out / 'train-%05d.tar'), samples_per_shard=6)
+    assert len(summary['shards']) == 8 and summary['samples'] == 48
+    return str(out / 'train-{00000..00007}.tar')
+
+
+def _stream(sources, rank=0, world_size=1, **kwargs):
+    ds = RegionTextShardStream(sources, seed=kwargs.pop('seed', 0), **kwargs)
+    ds.rank, ds.world_size = rank, world_size
+    return ds
+
+
+def _as_list(batch):
+    return batch
+
+
+def _samples(loader, n):
+    """(sample_idx, epoch, state) of the first n samples of a loader of batches."""
+    out = []
+    for batch in loader:
+        for sample in batch:
+            state = json.loads(sample['_stream_state'])
+            out.append((sample['sample_idx'], state['sources'][0][0], state))
+        if len(out) >= n:
+            return out[:n]
+
+
+def test_expand_shards_and_writer_layout(shards, tiny_region_set):
+    assert expand_shards('a/{000..002}.tar') == ['a/000.tar', 'a/001.tar', 'a/002.tar']
+    assert expand_shards(['{a,b}-{1..2}.tar'], root='r') == [
+        'r/a-1.tar', 'r/a-2.tar', 'r/b-1.tar', 'r/b-2.tar']
+    paths = expand_shards(shards)
+    samples = list(iter_tar_samples(paths[1]))
+    assert [k for k, *_ in samples] == [f'{i:09d}' for i in range(6, 12)]
+    key, files, start, end = samples[0]
+    assert sorted(files) == ['jpg', 'json']
+    record = json.loads(files['json'])
+    assert record['image'] == f'{key}.jpg' and record['regions'][0]['phrase']
+    first = json.loads(open(osp.join(tiny_region_set, 'annotations/train.jsonl'))
+                       .readlines()[6])
+    assert record['caption'] == first['caption']
+    # a reader starting at a sample's offset sees the rest of the shard
+    assert [k for k, *_ in iter_tar_samples(paths[1], samples[3][2])] == [
+        k for k, *_ in samples[3:]]
+
+
+def test_epoch_exact_two_ranks_two_workers(shards):
+    seen = {}
+    for rank in range(2):
+        ds = _stream(shards, rank, 2, block_size=4)
+        loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=_as_list)
+        # 4 readers x 12 samples per epoch: 60 samples per rank reach epoch 2
+        seen[rank] = _samples(loader, 60)
+    everyone = seen[0] + seen[1]
+    expected = sorted(f'train-{s:05d}.tar/{i:09d}' for s in range(8)
+                      for i in range(6 * s, 6 * s + 6))
+    orders = []
+    for epoch in range(2):
+        ids = [s for s, e, _ in everyone if e == epoch]
+        assert sorted(ids) == expected, epoch  # every sample exactly once per epoch
+        orders.append([s for s, e, _ in seen[0] if e == epoch])
+    assert orders[0] != orders[1]  # reshuffled
+    # the ranks read disjoint shards within an epoch
+    shards_of = [{s.split('/')[0] for s, e, _ in seen[r] if e == 0} for r in range(2)]
+    assert not shards_of[0] & shards_of[1]
+
+
+def test_resampled_mixes_sources_by_weight(shards):
+    paths = expand_shards(shards)
+    ds = _stream([dict(shards=paths[:4], weight=3.0), dict(shards=paths[4:], weight=1.0)],
+                 mode='resampled', block_size=8)
+    ids = [r['sample_idx'] for r in itertools.islice(iter(ds), 800)]
+    from_first = np.mean([int(s[6:11]) < 4 for s in ids])
+    assert abs(from_first - 0.75) < 0.05, from_first
+    assert {s[:11] for s in ids} == {f'train-{i:05d}' for i in range(8)}  # all shards
+    # resampled streams never end, even with fewer shards than readers
+    assert len(list(itertools.islice(iter(_stream(paths[:1], mode='resampled')), 20))) == 20
+    with pytest.raises(ValueError, match='fewer than the 2 readers'):
+        next(iter(_stream(paths[:1], 0, 2)))
+
+
+def test_resume_from_any_sample_state(shards):
+    ds = _stream(shards, block_size=5)
+    first = list(itertools.islice(iter(ds), 30))
+    for k in (0, 3, 5, 13, 29):
+        state = json.loads(first[k]['_stream_state'])
+        resumed = _stream(shards, block_size=5, seed=99)
+        resumed.load_state_dict(dict(states={'0': state}, num_batches=k + 1, num_workers=1,
+                                     world_size=1, seed=0))
+        again = [r['sample_idx'] for r in itertools.islice(iter(resumed), 30 - k - 1)]
+        assert again == [r['sample_idx'] for r in first[k + 1:]], k
+
+
+def _jpeg(w, h):
+    buf = io.BytesIO()
+    Image.new('RGB', (w, h), (200, 10, 10)).save(buf, format='JPEG')
+    return buf.getvalue()
+
+
+def test_bad_samples_are_counted_not_fatal(tmp_path):
+    good = dict(caption='a red box', width=32, height=24,
+                regions=[dict(bbox=[1, 1, 10, 10], phrase='red box')])
+    with ShardWriter(str(tmp_path / 'bad-%d.tar'), max_samples=100) as w:
+        w.write('ok1', dict(jpg=_jpeg(32, 24), json=good))
+        w.write('corrupt', dict(jpg=b'not a jpeg', json=good))
+        w.write('badjson', dict(jpg=_jpeg(32, 24), json=b'{"caption": '))
+        w.write('nojson', dict(jpg=_jpeg(32, 24)))
+        w.write('size', dict(jpg=_jpeg(40, 24), json=good))
+        w.write('outside', dict(jpg=_jpeg(32, 24), json=dict(
+            good, regions=[dict(bbox=[1, 1, 90, 10], phrase='x')])))
+        w.write('nocaption', dict(jpg=_jpeg(32, 24), json=dict(good, caption=None)))
+        # GRIT (img2dataset) json: normalised ref_exps
+        w.write('grit', dict(jpg=_jpeg(32, 24), json=dict(
+            caption='A red box', width=32, height=24, key='grit',
+            ref_exps=[[0, 9, 0.0, 0.0, 0.5, 0.5, 0.9]])))
+    # a truncated second shard: its readable samples count, the rest is skipped
+    with ShardWriter(str(tmp_path / 'cut-%d.tar')) as w:
+        for i in range(3):
+            w.write(f'c{i}', dict(jpg=_jpeg(32, 24), json=good))
+    data = open(tmp_path / 'cut-0.tar', 'rb').read()
+    open(tmp_path / 'cut-0.tar', 'wb').write(data[:len(data) // 2])
+
+    ds = _stream([str(tmp_path / 'bad-0.tar'), str(tmp_path / 'cut-0.tar')],
+                 shuffle=False, block_size=4)
+    out = []
+    for r in iter(ds):
+        out.append(r)
+        if len(out) == 6:
+            break
+    keys = [r['sample_idx'].split('/')[1] for r in out]
+    # a bad region only drops the region; the shards' order is ok1, ..., then cut-0.tar
+    assert keys[:3] == ['ok1', 'outside', 'grit'] and set(keys[3:]) <= {
+        'c0', 'c1', 'ok1', 'outside', 'grit'}
+    assert out[1]['gt_phrases'] == []
+    grit = out[2]
+    np.testing.assert_allclose(grit['gt_bboxes'], [[0, 0, 16, 12]])
+    assert grit['gt_phrases'] == ['A red box'] and grit['gt_scores'][0] == pytest.approx(0.9)
+    counts = dict(ds.skip_counts)
+    assert counts['unreadable image'] >= 1 and counts['invalid JSON'] >= 1
+    assert counts['missing image or json'] >= 1 and counts['image size mismatch'] >= 1
+    assert counts['bad region: box outside image'] >= 1
+    assert counts['bad record: wrong type'] >= 1  # caption None
+    assert counts['corrupt shard'] >= 1
