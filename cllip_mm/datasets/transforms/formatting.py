@@ -25,14 +25,15 @@ class PackRegionTextInputs(BaseTransform):
 
     Args:
         meta_keys (Sequence[str]): Keys copied into the sample's metainfo when they
-            are in the results.
+            are in the results (``skip_reason`` marks an image the metrics leave out).
     """
 
     def __init__(self,
                  meta_keys: Sequence[str] = ('img_path', 'ori_shape', 'img_shape',
                                              'scale_factor', 'caption', 'flip',
                                              'flip_direction', 'vocabulary',
-                                             'sample_idx', 'ann_line')) -> None:
+                                             'sample_idx', 'ann_line',
+                                             'skip_reason')) -> None:
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

@@ -8,7 +8,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import get_field, get_tensor, sample_name
+from .utils import (LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason,
+                    sample_name)
 
 
 def _group_ids(keys: Sequence[Hashable]) -> torch.Tensor:
@@ -36,7 +37,9 @@ class ImageTextRetrievalMetric(BaseMetric):
     nothing right, NaN scores count as wrong).
 
     Metrics (prefixed with ``retrieval/``), fractions in [0, 1], for each k in ``topk``:
-    ``i2t_R@k``, ``t2i_R@k`` and their mean ``mean_R@k``.
+    ``i2t_R@k``, ``t2i_R@k`` and their mean ``mean_R@k``; ``num_images_left_out``:
+    images not evaluated (bad images or records skipped with ``on_bad_record='skip'``;
+    see :func:`.utils.drop_left_out`). A left-out image is no query and no candidate.
 
     Args:
         topk (int | Sequence[int]): The k of recall@k. Defaults to (1, 5, 10).
@@ -68,6 +71,10 @@ class ImageTextRetrievalMetric(BaseMetric):
         """Keep the image and text embedding, caption and image path of each sample."""
         name = type(self).__name__
         for data_sample in data_samples:
+            reason = left_out_reason(data_sample)
+            if reason is not None:
+                self.results.append({LEFT_OUT: reason})
+                continue
             caption = get_field(data_sample, 'caption', name)
             if not isinstance(caption, str):
                 raise TypeError(f'{name}: data sample {sample_name(data_sample)}: '
@@ -85,10 +92,13 @@ class ImageTextRetrievalMetric(BaseMetric):
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Recall@k in both directions over all collected samples."""
+        results, num_left_out = drop_left_out(results, type(self).__name__,
+                                              self.dataset_meta)
         if not results:
             MMLogger.get_current_instance().warning(
                 f'{type(self).__name__}: no samples; recalls are reported as 0.')
-            return {f'{d}_R@{k}': 0.0 for d in ('i2t', 't2i', 'mean') for k in self.topk}
+            metrics = {f'{d}_R@{k}': 0.0 for d in ('i2t', 't2i', 'mean') for k in self.topk}
+            return dict(metrics, num_images_left_out=num_left_out)
         dims = {res[key].numel() for res in results for key in ('image_embed', 'text_embed')}
         if len(dims) != 1:
             raise ValueError(f'{type(self).__name__}: image and text embeddings must all '
@@ -114,6 +124,7 @@ class ImageTextRetrievalMetric(BaseMetric):
             metrics[f't2i_R@{k}'] = (t2i < k).float().mean().item()
         for k in self.topk:
             metrics[f'mean_R@{k}'] = (metrics[f'i2t_R@{k}'] + metrics[f't2i_R@{k}']) / 2
+        metrics['num_images_left_out'] = num_left_out
         return metrics
 
     def _ranks(self, queries: torch.Tensor, keys: torch.Tensor, caption_ids: torch.Tensor,

@@ -1,0 +1,10 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+from .atomic_checkpoint_hook import (AtomicCheckpointHook, CheckpointSaveError,
+                                     atomic_write_bytes)
+from .non_finite_loss_hook import (NonFiniteLossError, SkipNonFiniteLossHook,
+                                   all_ranks_finite)
+
+__all__ = [
+    'AtomicCheckpointHook', 'CheckpointSaveError', 'atomic_write_bytes',
+    'NonFiniteLossError', 'SkipNonFiniteLossHook', 'all_ranks_finite'
+]
