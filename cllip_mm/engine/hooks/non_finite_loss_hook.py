@@ -128,7 +128,7 @@ def _floats(outputs: Optional[dict]) -> Dict[str, float]:
     values: Dict[str, float] = {}
     for key, value in (outputs or {}).items():
         if isinstance(value, torch.Tensor) and value.numel() == 1:
-            values[key] = float(value)
+            values[key] = float(value.detach())
         elif isinstance(value, (int, float)):
             values[key] = float(value)
     return values

@@ -144,7 +144,8 @@ def test_all_processes_skip_together(tmp_path):
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     out_file = str(tmp_path / 'rank{}.json')
-    mp.spawn(_worker, args=(2, port, out_file), nprocs=2, join=True)
+    mp.start_processes(_worker, args=(2, port, out_file), nprocs=2, join=True,
+                       start_method='fork')
     results = [json.load(open(out_file.format(r))) for r in range(2)]
     assert results[0]['skipped'] and results[1]['skipped']
     assert results[0]['weights'] == results[1]['weights']
