@@ -16,6 +16,7 @@ def load_tool():
     spec = importlib.util.spec_from_file_location(
         'check_dataset_tool', osp.join(REPO, 'tools/misc/check_dataset.py'))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the worker processes unpickle check_image from it
     spec.loader.exec_module(module)
     return module
 
@@ -60,7 +61,7 @@ def test_report_lists_every_bad_record(config, monkeypatch, capsys):
     path, root = config
     out = str(root / 'report.json')
     monkeypatch.setattr(sys, 'argv', ['check_dataset.py', path, '--split', 'val',
-                                      '--nproc', '2', '--out', out])
+                                      '--nproc', '1', '--out', out])
     with pytest.raises(SystemExit) as exit_info:
         load_tool().main()
     assert exit_info.value.code == 1
@@ -77,9 +78,9 @@ def test_report_lists_every_bad_record(config, monkeypatch, capsys):
 
 def test_clean_dataset_exits_0(config, monkeypatch):
     path, root = config
-    (root / 'ann.jsonl').write_text(record('images/a.png') + '\n')
+    (root / 'ann.jsonl').write_text(record('images/a.png') + '\n' + record('images/b.png'))
     monkeypatch.setattr(sys, 'argv', ['check_dataset.py', path, '--split', 'val',
-                                      '--nproc', '1'])
+                                      '--nproc', '2'])  # the parallel path
     with pytest.raises(SystemExit) as exit_info:
         load_tool().main()
     assert exit_info.value.code == 0
