@@ -10,12 +10,12 @@ from cllip_mm.registry import METRICS
 from cllip_mm.structures import RegionTextDataSample
 
 
-
 def without_left_out_count(metrics):
     """The metrics minus ``*/num_images_left_out``, which must be 0 (nothing left out)."""
     counts = [k for k in metrics if k.endswith('/num_images_left_out')]
     assert len(counts) == 1 and metrics.pop(counts[0]) == 0, metrics
     return metrics
+
 
 def make_sample(gt, pred, img_shape, name='img.jpg') -> RegionTextDataSample:
     sample = RegionTextDataSample(metainfo=dict(img_path=name, img_shape=img_shape))

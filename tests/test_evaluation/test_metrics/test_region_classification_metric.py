@@ -12,12 +12,12 @@ from cllip_mm.structures import RegionTextDataSample
 VOCAB = ('cat', 'dog', 'car', 'tree', 'person', 'cup')
 
 
-
 def without_left_out_count(metrics):
     """The metrics minus ``*/num_images_left_out``, which must be 0 (nothing left out)."""
     counts = [k for k in metrics if k.endswith('/num_images_left_out')]
     assert len(counts) == 1 and metrics.pop(counts[0]) == 0, metrics
     return metrics
+
 
 def scores_with_rank(label: int, rank: int, num_classes: int = len(VOCAB)) -> torch.Tensor:
     """[V] tie-free scores where exactly ``rank`` classes beat ``label``."""
