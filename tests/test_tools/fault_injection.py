@@ -7,6 +7,7 @@ variables are unset.
 """
 import os
 import signal
+import time
 
 from mmengine.dist import get_rank
 from mmengine.fileio.backends import LocalBackend
@@ -18,6 +19,8 @@ from cllip_mm.registry import HOOKS
 KILL_SAVING_ENV = 'CLLIP_TEST_SIGKILL_SAVING_ITER'
 #: ``RANK:ITER:SIGNAL``: process RANK sends itself SIGNAL (KILL or STOP) after ITER.
 RANK_FAULT_ENV = 'CLLIP_TEST_RANK_FAULT'
+#: File where RankFaultHook writes the time of the fault (``time.time()``).
+FAULT_STAMP_ENV = 'CLLIP_TEST_FAULT_STAMP'
 
 
 @HOOKS.register_module(force=True)
@@ -45,7 +48,8 @@ class SigkillMidSaveHook(Hook):
 @HOOKS.register_module(force=True)
 class RankFaultHook(Hook):
     """Process RANK sends itself SIGKILL (it dies) or SIGSTOP (it hangs) after
-    iteration ITER, per ``$CLLIP_TEST_RANK_FAULT=RANK:ITER:KILL|STOP``."""
+    iteration ITER, per ``$CLLIP_TEST_RANK_FAULT=RANK:ITER:KILL|STOP``, having written
+    the time to ``$CLLIP_TEST_FAULT_STAMP``."""
     priority = 'LOWEST'
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
@@ -54,4 +58,6 @@ class RankFaultHook(Hook):
             return
         rank, after_iter, sig = fault.split(':')
         if get_rank() == int(rank) and runner.iter + 1 == int(after_iter):
+            with open(os.environ[FAULT_STAMP_ENV], 'w') as f:
+                f.write(repr(time.time()))
             os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))

@@ -5,6 +5,7 @@ hangs. Each run is a few iterations of the tiny CLOC (or the toy) config."""
 import os
 import os.path as osp
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -131,32 +132,36 @@ def free_port():
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize('fault,timeout_s', [('KILL', 30), ('STOP', 8)])
+@pytest.mark.parametrize('fault,timeout_s', [('KILL', 60), ('STOP', 15)])
 def test_one_process_dies_or_hangs_the_other_exits_in_bounded_time(tmp_path, fault,
                                                                    timeout_s):
     """2 gloo processes (no torchrun, so nothing else stops the survivor): rank 1 dies
     (SIGKILL) or hangs (SIGSTOP) after iteration 2; rank 0 exits with an explanation,
     at once for a death, within the process-group timeout for a hang."""
-    from toy_model_helpers import toy_cfg
+    sys.path.insert(0, HELPERS[1])
+    try:
+        from toy_model_helpers import toy_cfg
+    finally:
+        sys.path.remove(HELPERS[1])
     cfg = toy_cfg(str(tmp_path / 'work_dir'), max_iters=50, interval=50, batch_size=2)
     cfg.update(custom_imports=dict(imports=['fault_injection', 'toy_model_helpers']),
                custom_hooks=[dict(type='RankFaultHook')],
                env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=timeout_s)))
     config = str(tmp_path / 'toy.py')
     Config(cfg).dump(config)
-    port = str(free_port())
+    port, stamp = str(free_port()), str(tmp_path / 'fault_time')
     procs = []
     for rank in (0, 1):
         env = env_for(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
-                      CLLIP_TEST_RANK_FAULT=f'1:2:{fault}')
+                      CLLIP_TEST_RANK_FAULT=f'1:2:{fault}', CLLIP_TEST_FAULT_STAMP=stamp)
         procs.append(subprocess.Popen(
             [sys.executable, TRAIN, config, '--launcher', 'pytorch'], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
-        start = time.time()
-        out, err = procs[0].communicate(timeout=120)
-        elapsed = time.time() - start
+        # generous: starting two processes on a loaded machine can take minutes
+        out, err = procs[0].communicate(timeout=600)
+        exited = time.time()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -165,5 +170,9 @@ def test_one_process_dies_or_hangs_the_other_exits_in_bounded_time(tmp_path, fau
     assert procs[0].returncode == 1, f'rc={procs[0].returncode}\n{out[-2000:]}\n{err[-3000:]}'
     assert '[rank 0/2] tools/train.py stopped' in err, err[-3000:]
     assert 'another process probably died' in err and f'timeout={timeout_s:g} s' in err
-    assert ('Connection closed by peer' if fault == 'KILL' else 'Timed out') in err, err[-3000:]
-    assert elapsed < 90, elapsed
+    cause = r'Connection (closed|reset) by peer' if fault == 'KILL' else r'Timed out'
+    assert re.search(cause, err), err[-3000:]
+    # bounded: from the fault to rank 0's exit (a death is seen at the next collective)
+    with open(stamp) as f:
+        after_fault = exited - float(f.read())
+    assert after_fault < (30 if fault == 'KILL' else timeout_s + 30), after_fault
