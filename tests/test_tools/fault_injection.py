@@ -58,6 +58,8 @@ class RankFaultHook(Hook):
             return
         rank, after_iter, sig = fault.split(':')
         if get_rank() == int(rank) and runner.iter + 1 == int(after_iter):
-            with open(os.environ[FAULT_STAMP_ENV], 'w') as f:
+            stamp = os.environ[FAULT_STAMP_ENV]
+            with open(stamp + '.tmp', 'w') as f:
                 f.write(repr(time.time()))
+            os.replace(stamp + '.tmp', stamp)  # readers never see an empty file
             os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
