@@ -25,6 +25,10 @@ def test_config_parses(path):
     is_clip = osp.basename(path).startswith('clip_')
     assert (cfg.model.get('prompter') is None) == is_clip
     assert cfg.train_cfg.max_iters > 0
+    # the reliability hooks and a bounded collective timeout (docs/reliability.md)
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert 'SkipNonFiniteLossHook' in [h['type'] for h in cfg.get('custom_hooks', [])]
+    assert 0 < cfg.env_cfg.dist_cfg.timeout <= 3600
 
 
 def test_vit_b16_builds_with_clip_parameter_counts():

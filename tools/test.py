@@ -13,7 +13,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed
+from cllip_mm.utils import (dist_timeout, exit_promptly_on_distributed_failure,
+                            register_all_modules, setup_cpu_distributed, teardown_distributed)
 
 
 def parse_args():
@@ -81,24 +82,26 @@ def main():
     # gloo + CPU DDP when launched with torchrun on a machine without CUDA
     setup_cpu_distributed(cfg)
 
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        # build the default runner
-        runner = Runner.from_cfg(cfg)
-    else:
-        # build customized runner from the registry
-        # if 'runner_type' is set in the cfg
-        runner = RUNNERS.build(cfg)
+    # a failure in one process of a distributed run ends every process promptly
+    with exit_promptly_on_distributed_failure('tools/test.py', dist_timeout(cfg)):
+        # build the runner from config
+        if 'runner_type' not in cfg:
+            # build the default runner
+            runner = Runner.from_cfg(cfg)
+        else:
+            # build customized runner from the registry
+            # if 'runner_type' is set in the cfg
+            runner = RUNNERS.build(cfg)
 
-    # add `DumpResults` dummy metric
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            DumpResults(out_file_path=args.out))
+        # add `DumpResults` dummy metric
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(
+                DumpResults(out_file_path=args.out))
 
-    # start testing
-    runner.test()
-    del runner
-    teardown_distributed()
+        # start testing
+        runner.test()
+        del runner
+        teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -15,7 +15,8 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed
+from cllip_mm.utils import (dist_timeout, exit_promptly_on_distributed_failure,
+                            register_all_modules, setup_cpu_distributed, teardown_distributed)
 
 
 def parse_args():
@@ -133,19 +134,21 @@ def main():
     # gloo + CPU DDP when launched with torchrun on a machine without CUDA
     setup_cpu_distributed(cfg)
 
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        # build the default runner
-        runner = Runner.from_cfg(cfg)
-    else:
-        # build customized runner from the registry
-        # if 'runner_type' is set in the cfg
-        runner = RUNNERS.build(cfg)
+    # a failure in one process of a distributed run ends every process promptly
+    with exit_promptly_on_distributed_failure('tools/train.py', dist_timeout(cfg)):
+        # build the runner from config
+        if 'runner_type' not in cfg:
+            # build the default runner
+            runner = Runner.from_cfg(cfg)
+        else:
+            # build customized runner from the registry
+            # if 'runner_type' is set in the cfg
+            runner = RUNNERS.build(cfg)
 
-    # start training
-    runner.train()
-    del runner
-    teardown_distributed()
+        # start training
+        runner.train()
+        del runner
+        teardown_distributed()
 
 
 if __name__ == '__main__':

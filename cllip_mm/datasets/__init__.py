@@ -2,14 +2,14 @@
 from .coco_region import CocoRegionDataset
 from .karpathy_retrieval import KarpathyRetrievalDataset
 from .odvg_region_text import ODVGRegionTextDataset
-from .region_text import BadRecordError, RegionTextDataset
+from .region_text import BadRecordError, RegionTextDataset, iter_json_lines
 from .region_text_stream import RegionTextShardStream
 from .samplers import ResumableInfiniteSampler
 from .transforms import *  # noqa: F401,F403
 from .zero_shot_image import ZeroShotImageDataset
 
 __all__ = [
-    'RegionTextDataset', 'BadRecordError', 'CocoRegionDataset', 'KarpathyRetrievalDataset',
+    'RegionTextDataset', 'BadRecordError', 'iter_json_lines', 'CocoRegionDataset', 'KarpathyRetrievalDataset',
     'ODVGRegionTextDataset', 'ZeroShotImageDataset',
     'ResumableInfiniteSampler', 'RegionTextShardStream'
 ]

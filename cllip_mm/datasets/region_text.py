@@ -6,11 +6,11 @@ import math
 import os.path as osp
 from collections import Counter
 from numbers import Real
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import exists, get_text
+from mmengine.fileio import exists, get
 from mmengine.logging import print_log
 
 from cllip_mm.registry import DATASETS
@@ -26,12 +26,74 @@ class BadRecordError(ValueError):
         reason (str): A short, stable name of the problem (used to count skips).
         level (str): ``'record'`` (the whole image is dropped when skipping) or
             ``'region'`` (only that region is dropped).
+        line_no (int, optional): The 1-based line of the record in its file.
     """
 
-    def __init__(self, message: str, reason: str, level: str = 'record'):
+    def __init__(self, message: str, reason: str, level: str = 'record',
+                 line_no: Optional[int] = None):
         super().__init__(message)
         self.reason = reason
         self.level = level
+        self.line_no = line_no
+
+
+_UTF8_BOM = b'\xef\xbb\xbf'
+_UTF16_BOMS = (b'\xff\xfe', b'\xfe\xff')
+
+
+def iter_json_lines(ann_file: str,
+                    backend_args: Optional[dict] = None,
+                    on_error: Optional[Callable[[BadRecordError], None]] = None
+                    ) -> Iterator[Tuple[int, Any]]:
+    """Yield ``(line_no, record)`` for every non-blank line of a JSON Lines file.
+
+    The one reader of JSON Lines annotation files (region-text and ODVG). Tolerates
+    what editors and Windows tools write: a UTF-8 byte-order mark (at the start of the
+    file, or of a line when files were concatenated), CRLF or bare-CR line endings, and
+    blank lines (skipped; ``line_no`` still counts them, 1-based). Lines are split on
+    ``\\n`` only, so U+2028 / U+0085 inside JSON strings do not break a record.
+
+    Args:
+        ann_file (str): Path or URI, read through the mmengine file backend.
+        backend_args (dict, optional): Arguments of the mmengine file backend.
+        on_error (callable, optional): Called with a :class:`BadRecordError`
+            (``reason`` ``'invalid JSON'`` or ``'invalid encoding'``, naming the file,
+            the line and the column) for a line that is not valid UTF-8 JSON; the line
+            is then skipped. Without it the error is raised.
+
+    Raises:
+        ValueError: If the file is UTF-16 encoded (always; it has no valid line).
+    """
+    data = get(ann_file, backend_args=backend_args)
+    if data.startswith(_UTF16_BOMS):
+        raise ValueError(f'{ann_file}: the file is UTF-16 encoded (it starts with a '
+                         'UTF-16 byte-order mark); save it as UTF-8 JSON Lines')
+    # Classic Mac OS line endings: a file with CRs and no LF.
+    sep = b'\r' if b'\n' not in data and b'\r' in data else b'\n'
+    for line_no, raw in enumerate(data.split(sep), start=1):
+        if raw.startswith(_UTF8_BOM):
+            raw = raw[len(_UTF8_BOM):]
+        raw = raw.rstrip(b'\r')
+        if not raw.strip():
+            continue
+        where = f'{ann_file}:{line_no}: field `<record>`'
+        try:
+            line = raw.decode('utf-8')
+            record = json.loads(line)
+        except UnicodeDecodeError as e:
+            error = BadRecordError(
+                f'{where}: not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column '
+                f'{e.start + 1}); save the file as UTF-8', 'invalid encoding',
+                line_no=line_no)
+        except json.JSONDecodeError as e:
+            error = BadRecordError(f'{where}: invalid JSON ({e.msg} at column {e.colno})',
+                                   'invalid JSON', line_no=line_no)
+        else:
+            yield line_no, record
+            continue
+        if on_error is None:
+            raise error
+        on_error(error)
 
 
 @DATASETS.register_module()
@@ -52,8 +114,9 @@ class RegionTextDataset(BaseDataset):
     Each record becomes a data info with ``img_path``, ``width``, ``height``,
     ``caption``, ``gt_bboxes`` (float32 [N, 4], xyxy pixels), ``gt_phrases``
     (list[str] of length N), ``gt_scores`` (float32 [N]) and ``ann_line`` (1-based line
-    of the record); :meth:`get_data_info` adds ``ann_file``, ``on_bad_record`` and, with
-    ``return_vocabulary``, ``vocabulary`` (the ``classes`` tuple).
+    of the record); :meth:`get_data_info` adds ``ann_file``, ``on_bad_record``,
+    ``test_mode`` and, with ``return_vocabulary``, ``vocabulary`` (the ``classes``
+    tuple). The file is read by :func:`iter_json_lines` (UTF-8, BOM and CRLF tolerant).
 
     ``metainfo['classes']`` is the phrase vocabulary: the ``classes`` given in
     ``metainfo``, else the sorted distinct phrases of the file (after ``min_score``
@@ -70,9 +133,11 @@ class RegionTextDataset(BaseDataset):
         on_bad_record (str): ``'raise'`` a :class:`ValueError` naming the file, line,
             field and image; or ``'skip'`` the bad region (or the whole record when the
             image-level fields or the image file are bad), counting skips per reason
-            and logging one summary line. With ``'skip'``, images found unreadable at
-            load time (by ``LoadImageFromFileChecked``) are replaced by another sample
-            during training.
+            (:attr:`skip_counts`, :attr:`bad_records`, ``metainfo
+            ['num_skipped_records']``) and logging one summary line. With ``'skip'``,
+            images found bad at load time (unreadable, or not of the recorded size; see
+            ``LoadImageFromFileChecked``) are replaced by another sample in training
+            and left out of the metrics, counted in their report, at test time.
         check_image_exists (bool): Check at parse time that every image file exists.
         return_vocabulary (bool): Put ``vocabulary`` in each data info (for
             evaluation sets, so that regions can be classified).
@@ -123,6 +188,8 @@ class RegionTextDataset(BaseDataset):
         self.backend_args = backend_args
         #: Number of skipped records / regions per reason (``on_bad_record='skip'``).
         self.skip_counts: Counter = Counter()
+        #: One dict (``line``, ``level``, ``reason``, ``message``) per skipped item.
+        self.bad_records: List[dict] = []
         self._num_low_score = 0
         self._odvg = self._odvg_converter(kwargs, label_map_file, caption_policy)
         self._is_odvg: Optional[bool] = None  # decided by the file's first record
@@ -133,18 +200,9 @@ class RegionTextDataset(BaseDataset):
         """Parse every line of ``ann_file``; set ``classes`` if not given."""
         self.skip_counts = Counter()
         self._num_low_score = 0
-        text = get_text(self.ann_file, backend_args=self.backend_args)
+        self.bad_records = []
         data_list = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                self._bad(BadRecordError(
-                    self._where(line_no, '<record>') + f': invalid JSON ({e.msg} at '
-                    f'column {e.colno})', reason='invalid JSON'))
-                continue
+        for line_no, raw in iter_json_lines(self.ann_file, self.backend_args, self._bad):
             data_info = self.parse_data_info(raw, line_no)
             if data_info is not None:
                 data_list.append(data_info)
@@ -153,6 +211,9 @@ class RegionTextDataset(BaseDataset):
             rng = np.random.default_rng(self.sample_seed)
             keep = np.sort(rng.choice(len(data_list), self.sample_images, replace=False))
             data_list = [data_list[i] for i in keep]
+        # Read by the metrics' report of the images left out of an evaluation.
+        self._metainfo['num_skipped_records'] = sum(
+            v for k, v in self.skip_counts.items() if k.startswith('record'))
 
         if self._metainfo.get('classes') is None:
             phrases = {p for info in data_list for p in info['gt_phrases']}
@@ -170,6 +231,7 @@ class RegionTextDataset(BaseDataset):
             raw_data_info = self._from_odvg(raw_data_info, line_no)
             info = self._parse_image_fields(raw_data_info, line_no)
         except BadRecordError as e:
+            e.line_no = line_no
             self._bad(e)
             return None
 
@@ -179,6 +241,7 @@ class RegionTextDataset(BaseDataset):
             try:
                 bbox, phrase, score = self._parse_region(region, i, info, line_no, image)
             except BadRecordError as e:
+                e.line_no = line_no
                 self._bad(e)
                 continue
             if self.min_score is not None and score < self.min_score:
@@ -309,6 +372,8 @@ class RegionTextDataset(BaseDataset):
         if self.on_bad_record == 'raise':
             raise error
         self.skip_counts[f'{error.level}: {error.reason}'] += 1
+        self.bad_records.append(dict(line=error.line_no, level=error.level,
+                                     reason=error.reason, message=str(error)))
 
     def _log_skips(self, num_kept: int) -> None:
         if self._num_low_score:
@@ -336,12 +401,14 @@ class RegionTextDataset(BaseDataset):
         return [info for info in self.data_list if len(info['gt_phrases']) > 0]
 
     def get_data_info(self, idx: int) -> dict:
-        """The data info of ``idx`` plus ``ann_file``, ``on_bad_record`` and, with
-        ``return_vocabulary``, ``vocabulary``."""
+        """The data info of ``idx`` plus ``ann_file``, ``on_bad_record``, ``test_mode``
+        and, with ``return_vocabulary``, ``vocabulary``."""
         data_info = super().get_data_info(idx)
         data_info['ann_file'] = self.ann_file
-        # Samples cannot be replaced at test time: unreadable images always raise.
-        data_info['on_bad_record'] = 'raise' if self.test_mode else self.on_bad_record
+        data_info['on_bad_record'] = self.on_bad_record
+        # With 'skip', a bad image is replaced by another sample in training, and left
+        # out of the metrics at test time (LoadImageFromFileChecked).
+        data_info['test_mode'] = self.test_mode
         if self.return_vocabulary:
             data_info['vocabulary'] = self._metainfo['classes']
         return data_info

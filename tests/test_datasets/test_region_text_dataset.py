@@ -8,7 +8,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import cllip_mm.datasets.region_text as region_text_module
-from cllip_mm.datasets import RegionTextDataset
+from cllip_mm.datasets import RegionTextDataset, iter_json_lines
 from cllip_mm.registry import DATASETS
 
 
@@ -203,7 +203,69 @@ def test_unreadable_image_skipped_in_training(root):
     for _ in range(3):
         assert ds[0]['img_path'].endswith('a.png')  # another sample was fetched
     assert ds.pipeline.transforms[0].num_skipped >= 3
-    # a test set cannot replace samples: it raises even with 'skip'
+
+
+def test_unreadable_image_left_out_at_test_time(root):
+    # a test set cannot replace samples: the sample goes on, marked as left out
     test_ds = _corrupt_dataset(root, on_bad_record='skip', test_mode=True)
-    with pytest.raises(ValueError, match='bad.jpg'):
-        test_ds[0]
+    bad = test_ds[0]
+    assert bad['img_path'].endswith('bad.jpg')
+    assert bad['skip_reason'] == 'unreadable image'
+    assert bad['img'].shape == (30, 40, 3) and not bad['img'].any()  # recorded h, w
+    good = test_ds[1]
+    assert 'skip_reason' not in good and good['img'].any()
+    assert test_ds.pipeline.transforms[0].num_skipped == 1
+    # without 'skip' the test set raises, naming the file and the line
+    with pytest.raises(ValueError, match=re.escape(f'{root / "ann.jsonl"}:1') + '.*bad.jpg'):
+        _corrupt_dataset(root, test_mode=True)[0]
+
+
+def _infos(ds):
+    return [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+             for k, v in ds.get_data_info(i).items() if k not in ('ann_file', 'sample_idx')}
+            for i in range(len(ds))]
+
+
+def test_bom_crlf_and_line_separators_in_strings(root):
+    """A file written by a Windows tool (BOM, CRLF) reads as its clean twin; so does
+    one with old Mac CR line ends. U+2028 / U+0085 inside a string do not split a
+    record (str.splitlines would)."""
+    records = [_record(caption='a\u2028b\x85c'), _record('images/b.png', 50, 60)]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    (root / 'clean.jsonl').write_bytes(('\n'.join(lines) + '\n').encode('utf-8'))
+    (root / 'windows.jsonl').write_bytes(
+        b'\xef\xbb\xbf' + ('\r\n'.join(lines) + '\r\n').encode('utf-8'))
+    (root / 'mac.jsonl').write_bytes(('\r'.join(lines)).encode('utf-8'))
+    clean, windows, mac = (RegionTextDataset(ann_file=name, data_root=str(root))
+                           for name in ('clean.jsonl', 'windows.jsonl', 'mac.jsonl'))
+    assert len(clean) == 2 and clean.get_data_info(0)['caption'] == 'a\u2028b\x85c'
+    assert _infos(windows) == _infos(clean) == _infos(mac)
+
+
+def test_bom_crlf_errors_still_name_the_line(root):
+    lines = [json.dumps(_record()), json.dumps(_record()), '{"image": ']
+    (root / 'ann.jsonl').write_bytes(b'\xef\xbb\xbf' + '\r\n'.join(lines).encode())
+    with pytest.raises(ValueError, match=re.escape('ann.jsonl:3: field `<record>`: invalid JSON')):
+        RegionTextDataset(ann_file='ann.jsonl', data_root=str(root))
+
+
+def test_invalid_utf8_and_utf16(root):
+    good = json.dumps(_record()).encode()
+    (root / 'ann.jsonl').write_bytes(good + b'\n' + good[:-2] + b'\xff"}\n' + good + b'\n')
+    with pytest.raises(ValueError, match=r'ann.jsonl:2: .*not valid UTF-8.*column'):
+        RegionTextDataset(ann_file='ann.jsonl', data_root=str(root))
+    ds = RegionTextDataset(ann_file='ann.jsonl', data_root=str(root), on_bad_record='skip')
+    assert len(ds) == 2 and dict(ds.skip_counts) == {'record: invalid encoding': 1}
+    assert [b['line'] for b in ds.bad_records] == [2]
+    assert ds.metainfo['num_skipped_records'] == 1
+    (root / 'u16.jsonl').write_bytes(('\n'.join([json.dumps(_record())])).encode('utf-16'))
+    with pytest.raises(ValueError, match='UTF-16'):
+        RegionTextDataset(ann_file='u16.jsonl', data_root=str(root))
+
+
+def test_iter_json_lines_yields_line_numbers(root):
+    (root / 'x.jsonl').write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\r\n[2]\r\nnope\r\n\xef\xbb\xbf3')
+    errors = []
+    assert list(iter_json_lines(str(root / 'x.jsonl'), on_error=errors.append)) == [
+        (1, {'a': 1}), (3, [2]), (5, 3)]
+    assert [(e.line_no, e.reason) for e in errors] == [(4, 'invalid JSON')]

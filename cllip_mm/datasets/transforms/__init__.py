@@ -1,10 +1,11 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from .formatting import PackRegionTextInputs
-from .loading import LoadImageFromFileChecked
+from .loading import BadImageError, LoadImageFromFileChecked
 from .transforms import (RandomFlipWithPhrases, RandomResizedCropWithRegions,
                          SampleRegions, select_regions, swap_left_right)
 
 __all__ = [
-    'LoadImageFromFileChecked', 'RandomResizedCropWithRegions', 'RandomFlipWithPhrases',
+    'BadImageError', 'LoadImageFromFileChecked', 'RandomResizedCropWithRegions',
+    'RandomFlipWithPhrases',
     'SampleRegions', 'PackRegionTextInputs', 'select_regions', 'swap_left_right'
 ]

@@ -26,7 +26,7 @@ class PackRegionTextInputs(BaseTransform):
 
     Args:
         meta_keys (Sequence[str]): Keys copied into the sample's metainfo when they
-            are in the results.
+            are in the results (``skip_reason`` marks an image the metrics leave out).
     """
 
     def __init__(self,
@@ -34,7 +34,7 @@ class PackRegionTextInputs(BaseTransform):
                                              'scale_factor', 'caption', 'flip',
                                              'flip_direction', 'vocabulary',
                                              'sample_idx', 'ann_line', 'captions',
-                                             'img_id')) -> None:
+                                             'img_id', 'skip_reason')) -> None:
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

@@ -8,7 +8,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import get_field, get_tensor, sample_name
+from .utils import (LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason,
+                    sample_name)
 
 
 @METRICS.register_module()
@@ -29,6 +30,8 @@ class GroundingMetric(BaseMetric):
     - ``whole_image_acc@t``: the same when every prediction is the whole image
       ``[0, 0, w, h]``, the score of a model that has learnt nothing about position.
     - ``mean_iou``: mean IoU of the predictions; ``num_phrases``: phrases evaluated.
+    - ``num_images_left_out``: images not evaluated (bad images or records skipped
+      with ``on_bad_record='skip'``; see :func:`.utils.drop_left_out`).
 
     A NaN predicted box has IoU 0.
 
@@ -53,6 +56,10 @@ class GroundingMetric(BaseMetric):
         """Keep the IoU of each phrase's prediction and of the whole-image box."""
         name = type(self).__name__
         for data_sample in data_samples:
+            reason = left_out_reason(data_sample)
+            if reason is not None:
+                self.results.append({LEFT_OUT: reason})
+                continue
             gt_bboxes = get_tensor(
                 data_sample, 'gt_regions.bboxes', name, ndim=2, last_dim=4).float()
             if gt_bboxes.shape[0] == 0:
@@ -83,6 +90,8 @@ class GroundingMetric(BaseMetric):
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Accuracies over all collected phrases."""
+        results, num_left_out = drop_left_out(results, type(self).__name__,
+                                              self.dataset_meta)
         ious = torch.cat([res['ious'] for res in results] + [torch.zeros(0)])
         whole_ious = torch.cat([res['whole_ious'] for res in results] + [torch.zeros(0)])
         num_phrases = ious.numel()
@@ -96,6 +105,7 @@ class GroundingMetric(BaseMetric):
         for thr in self.iou_thrs:
             metrics[f'whole_image_acc@{thr:g}'] = _mean(whole_ious >= thr)
         metrics['num_phrases'] = num_phrases
+        metrics['num_images_left_out'] = num_left_out
         return metrics
 
 

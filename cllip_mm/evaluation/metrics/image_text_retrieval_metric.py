@@ -8,7 +8,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import get_field, get_tensor, sample_name
+from .utils import (LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason,
+                    sample_name)
 
 
 def _group_ids(keys: Sequence[Hashable]) -> torch.Tensor:
@@ -41,7 +42,9 @@ class ImageTextRetrievalMetric(BaseMetric):
 
     Metrics (prefixed with ``retrieval/``), fractions in [0, 1], for each k in ``topk``:
     ``i2t_R@k``, ``t2i_R@k`` and their mean ``mean_R@k``; ``num_images`` and
-    ``num_texts``.
+    ``num_texts``; ``num_images_left_out``: images not evaluated (bad images or records
+    skipped with ``on_bad_record='skip'``; see :func:`.utils.drop_left_out`). A left-out
+    image is no query and no candidate.
 
     Args:
         topk (int | Sequence[int]): The k of recall@k. Defaults to (1, 5, 10).
@@ -76,6 +79,10 @@ class ImageTextRetrievalMetric(BaseMetric):
         counting samples): its image, its texts and their strings, its image path."""
         name = type(self).__name__
         for data_sample in data_samples:
+            reason = left_out_reason(data_sample)
+            if reason is not None:
+                self.results.append({LEFT_OUT: reason})
+                continue
             try:
                 captions = get_field(data_sample, 'captions', name)
                 key = 'text_embeds'
@@ -109,11 +116,14 @@ class ImageTextRetrievalMetric(BaseMetric):
         equal keys are the same image), ``text_embeds`` [m, D], ``texts`` (m strings)
         and ``text_owner`` [m] (the index in the result's images of each text's image).
         """
+        results, num_left_out = drop_left_out(results, type(self).__name__,
+                                              self.dataset_meta)
         q, k = self.directions
         results = [r for r in results if len(r['image_embeds']) or len(r['text_embeds'])]
         num_images = sum(len(r['image_embeds']) for r in results)
         num_texts = sum(len(r['text_embeds']) for r in results)
-        counts = {f'num_{self.item_names[0]}': num_images, f'num_{self.item_names[1]}': num_texts}
+        counts = {f'num_{self.item_names[0]}': num_images, f'num_{self.item_names[1]}': num_texts,
+                  'num_images_left_out': num_left_out}
         if num_images == 0 or num_texts == 0:
             MMLogger.get_current_instance().warning(
                 f'{type(self).__name__}: nothing to retrieve; recalls are reported as 0.')

@@ -7,7 +7,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import get_tensor, sample_name
+from .utils import LEFT_OUT, drop_left_out, get_tensor, left_out_reason, sample_name
 
 
 @METRICS.register_module()
@@ -33,6 +33,8 @@ class RegionClassificationMetric(BaseMetric):
     - ``mean_class_acc``: top-1 accuracy of each class that has at least one region,
       averaged over those classes.
     - ``num_regions``: number of labelled regions; ``num_ignored``: regions with label -1.
+    - ``num_images_left_out``: images not evaluated (bad images or records skipped
+      with ``on_bad_record='skip'``; see :func:`.utils.drop_left_out`).
 
     Args:
         topk (int | Sequence[int]): The k of the top-k accuracies. Defaults to (1, 5).
@@ -58,6 +60,10 @@ class RegionClassificationMetric(BaseMetric):
         """Keep, per sample, the rank of each labelled region's GT class."""
         name = type(self).__name__
         for data_sample in data_samples:
+            reason = left_out_reason(data_sample)
+            if reason is not None:
+                self.results.append({LEFT_OUT: reason})
+                continue
             labels = get_tensor(data_sample, self.labels_field, name, ndim=1,
                                 hint='Region classification needs a vocabulary: set the '
                                 'dataset\'s metainfo "classes".').long()
@@ -98,6 +104,8 @@ class RegionClassificationMetric(BaseMetric):
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Accuracies over all collected regions."""
+        results, num_left_out = drop_left_out(results, type(self).__name__,
+                                              self.dataset_meta)
         num_classes = {res['num_classes'] for res in results} - {None}
         if len(num_classes) > 1:
             raise ValueError(f'{type(self).__name__}: the vocabulary size differs between '
@@ -113,7 +121,8 @@ class RegionClassificationMetric(BaseMetric):
                 f'{type(self).__name__}: no region with a label in the vocabulary '
                 f'({num_ignored} ignored); accuracies are reported as 0.')
             metrics.update({f'top{k}': 0.0 for k in self.topk})
-            metrics.update(mean_class_acc=0.0, num_regions=0, num_ignored=num_ignored)
+            metrics.update(mean_class_acc=0.0, num_regions=0, num_ignored=num_ignored,
+                           num_images_left_out=num_left_out)
             return metrics
 
         vocab_size = num_classes.pop()
@@ -128,6 +137,7 @@ class RegionClassificationMetric(BaseMetric):
                                      per_class_total[present]).mean().item()
         metrics['num_regions'] = num_regions
         metrics['num_ignored'] = num_ignored
+        metrics['num_images_left_out'] = num_left_out
         return metrics
 
 

@@ -1,9 +1,11 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Reading the fields that ``CLOC.predict`` writes from a data sample."""
-from typing import Any, Mapping, Optional, Sequence, Union
+from collections import Counter
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from mmengine.logging import MMLogger
 from mmengine.structures import BaseDataElement
 
 _MISSING = object()
@@ -85,3 +87,44 @@ def get_tensor(data_sample: Union[dict, BaseDataElement],
         raise ValueError(f'{metric}: data sample {sample_name(data_sample)}: field '
                          f'"{key}" has shape {tuple(value.shape)}, expected {want}.')
     return value
+
+
+#: Key of the result a metric keeps for a sample left out of the evaluation.
+LEFT_OUT = 'left_out'
+
+
+def left_out_reason(data_sample: Union[dict, BaseDataElement]) -> Optional[str]:
+    """Why ``LoadImageFromFileChecked`` left this sample out (its ``skip_reason``:
+    ``'unreadable image'``, ``'size mismatch'``), or None for a sample to evaluate.
+
+    With ``on_bad_record='skip'`` a bad test image still goes through the model (as a
+    black placeholder, so that every process keeps one result per sample); metrics
+    keep ``{LEFT_OUT: reason}`` for it and drop it with :func:`drop_left_out`.
+    """
+    reason = _lookup(data_sample, 'skip_reason')
+    return None if reason is _MISSING else str(reason)
+
+
+def drop_left_out(results: Sequence[dict], metric: str,
+                  dataset_meta: Optional[dict] = None) -> Tuple[List[dict], int]:
+    """Remove the left-out results and count the images left out of the evaluation.
+
+    The count adds the samples left out at load time and the records the dataset
+    dropped when it read its annotation file (``dataset_meta['num_skipped_records']``,
+    set by ``RegionTextDataset``); a warning says how many of each.
+
+    Returns:
+        tuple[list[dict], int]: The results to evaluate and ``num_images_left_out``.
+    """
+    kept = [res for res in results if LEFT_OUT not in res]
+    reasons = Counter(res[LEFT_OUT] for res in results if LEFT_OUT in res)
+    num_parse = int((dataset_meta or {}).get('num_skipped_records', 0) or 0)
+    num_left_out = len(results) - len(kept) + num_parse
+    if num_left_out:
+        at_load = ', '.join(f'{k}: {v}' for k, v in sorted(reasons.items())) or 'none'
+        MMLogger.get_current_instance().warning(
+            f'{metric}: {num_left_out} images left out of the evaluation '
+            f'({len(results) - len(kept)} bad at load time ({at_load}); {num_parse} '
+            'records dropped when reading the annotation file); metrics are over the '
+            f'other {len(kept)} images.')
+    return kept, num_left_out
