@@ -20,11 +20,11 @@ optim_wrapper = dict(
     optimizer=dict(lr=2e-4),
     paramwise_cfg=dict(
         custom_keys={
-            # The longest matching key wins: fresh modules learn 5x faster.
-            'prompter': dict(lr_mult=5.0),
-            'grounding_head': dict(lr_mult=5.0),
-            'region_loss': dict(lr_mult=5.0, decay_mult=0.0),
-            'type_embed': dict(lr_mult=5.0, decay_mult=0.0),
+            # The longest matching key wins: fresh modules learn 10x faster.
+            'prompter': dict(lr_mult=10.0),
+            'grounding_head': dict(lr_mult=10.0),
+            'region_loss': dict(lr_mult=10.0, decay_mult=0.0),
+            'type_embed': dict(lr_mult=10.0, decay_mult=0.0),
         }))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
