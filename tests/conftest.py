@@ -80,3 +80,10 @@ def tiny_cloc_checkpoint(tiny_region_set, tmp_path_factory):
     # like MMEngine's CheckpointHook, the config travels in meta['cfg']
     torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.pretty_text}}, ckpt_path)
     return cfg_path, ckpt_path
+
+
+@pytest.fixture(scope='session')
+def tiny_cloc_cfg_factory():
+    """:func:`tiny_cloc_cfg` itself, for fixtures of a wider scope than ``tmp_path``
+    (``from conftest import`` is ambiguous: other test folders have a conftest too)."""
+    return tiny_cloc_cfg

@@ -72,7 +72,7 @@ def test_benchmark_config_parses(path):
     assert DATASETS.get(cfg.test_dataloader.dataset.type) is not None
     for metric in cfg.test_evaluator:
         assert METRICS.get(metric['type']) is not None
-    assert all(HOOKS.get(h['type']) for h in cfg.custom_hooks)
+    assert all(HOOKS.get(h['type']) for h in cfg.get('custom_hooks', cfg.get('task_hooks')))
     if 'model' in cfg:
         assert cfg.model.type == 'CLOC'
         assert (cfg.model.get('prompter') is None) == osp.basename(path).startswith('clip_')

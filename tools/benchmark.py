@@ -111,7 +111,7 @@ def task_config(args, task: str, work_dir: str) -> Config:
     cfg.test_dataloader = spec.test_dataloader
     cfg.test_evaluator = spec.test_evaluator
     cfg.test_cfg = spec.test_cfg
-    cfg.custom_hooks = spec.get('custom_hooks', [])
+    cfg.custom_hooks = spec.get('task_hooks', [])
     model_test_cfg = dict(spec.model_test_cfg)
     if args.templates is not None:
         model_test_cfg['prompt_templates'] = read_templates(args.templates)

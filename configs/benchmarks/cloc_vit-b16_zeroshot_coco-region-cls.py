@@ -8,3 +8,4 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 model = dict(test_cfg=_base_.model_test_cfg)
+custom_hooks = _base_.task_hooks

@@ -20,7 +20,7 @@ def test_run_demo_prints_cloc_and_clip_side_by_side(tmp_path):
          '--num-shift', '8', '--cfg-options', *fast],
         env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    table = proc.stdout[proc.stdout.index('metric (val split)'):]
+    table = proc.stdout[proc.stdout.index('metric (val split'):]
     header, *rows = table.splitlines()
     assert header.split()[-2:] == ['CLOC', 'CLIP']
     assert any(r.startswith('region classification top-1') for r in rows)

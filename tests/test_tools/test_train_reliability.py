@@ -54,10 +54,9 @@ def deterministic(cfg):
 
 
 @pytest.fixture(scope='module')
-def reference_weights(tiny_region_set, tmp_path_factory):
+def reference_weights(tiny_region_set, tiny_cloc_cfg_factory, tmp_path_factory):
     """Final weights of an uninterrupted run, in this process (1 thread, as the tools)."""
-    from conftest import tiny_cloc_cfg
-    cfg = deterministic(tiny_cloc_cfg(tiny_region_set, str(tmp_path_factory.mktemp('ref'))))
+    cfg = deterministic(tiny_cloc_cfg_factory(tiny_region_set, str(tmp_path_factory.mktemp('ref'))))
     cfg.experiment_name = 'reliability_reference'
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

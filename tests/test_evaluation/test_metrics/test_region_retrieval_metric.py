@@ -60,4 +60,4 @@ def test_image_classification_metric():
     # ranks 0, 1 (a tie counts against the model), 0, 2.
     assert metrics == pytest.approx({
         'image_cls/top1': 0.5, 'image_cls/top2': 0.75, 'image_cls/mean_class_acc': 0.5,
-        'image_cls/num_regions': 4, 'image_cls/num_ignored': 0})
+        'image_cls/num_regions': 4, 'image_cls/num_ignored': 0, 'image_cls/num_images_left_out': 0})

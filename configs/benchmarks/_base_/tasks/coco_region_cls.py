@@ -29,4 +29,5 @@ test_evaluator = [dict(type='RegionClassificationMetric', topk=(1, 5))]
 test_cfg = dict(type='TestLoop')
 # Merged into the model's test_cfg: what CLOC.predict computes, and the templates.
 model_test_cfg = dict(outputs=('region_embeds', ), prompt_templates='openai')
-custom_hooks = [dict(type='ProgressBarHook')]
+# A progress bar for evaluation runs (the configs below put it into custom_hooks).
+task_hooks = [dict(type='ProgressBarHook')]

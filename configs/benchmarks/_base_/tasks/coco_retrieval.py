@@ -26,4 +26,5 @@ test_dataloader = dict(
 test_evaluator = [dict(type='ImageTextRetrievalMetric', topk=(1, 5, 10))]
 test_cfg = dict(type='TestLoop')
 model_test_cfg = dict(outputs=('image_embed', 'text_embed'))
-custom_hooks = [dict(type='ProgressBarHook')]
+# A progress bar for evaluation runs (the configs below put it into custom_hooks).
+task_hooks = [dict(type='ProgressBarHook')]

@@ -28,4 +28,5 @@ test_dataloader = dict(
 test_evaluator = [dict(type='ImageClassificationMetric', topk=(1, 5))]
 test_cfg = dict(type='TestLoop')
 model_test_cfg = dict(outputs=('image_scores', ), prompt_templates='openai')
-custom_hooks = [dict(type='ProgressBarHook')]
+# A progress bar for evaluation runs (the configs below put it into custom_hooks).
+task_hooks = [dict(type='ProgressBarHook')]
