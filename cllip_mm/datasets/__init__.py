@@ -1,7 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from .coco_region import CocoRegionDataset
 from .karpathy_retrieval import KarpathyRetrievalDataset
-from .odvg_region_text import ODVGRegionTextDataset
 from .region_text import BadRecordError, RegionTextDataset, iter_json_lines
 from .region_text_stream import RegionTextShardStream
 from .samplers import ResumableInfiniteSampler
@@ -10,6 +9,6 @@ from .zero_shot_image import ZeroShotImageDataset
 
 __all__ = [
     'RegionTextDataset', 'BadRecordError', 'iter_json_lines', 'CocoRegionDataset', 'KarpathyRetrievalDataset',
-    'ODVGRegionTextDataset', 'ZeroShotImageDataset',
+    'ZeroShotImageDataset',
     'ResumableInfiniteSampler', 'RegionTextShardStream'
 ]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cllip_mm.datasets import (CocoRegionDataset, KarpathyRetrievalDataset,
-                               ODVGRegionTextDataset, RegionTextDataset, ZeroShotImageDataset)
+                               RegionTextDataset, ZeroShotImageDataset)
 from cllip_mm.datasets.class_names import (COCO_CLASSES, IMAGENET_CLASSES,
                                            OPENAI_IMAGENET_TEMPLATES, TEMPLATE_SETS,
                                            get_templates, lvis_prompt_name)
@@ -156,10 +156,11 @@ def test_odvg_and_sampling(tiny_region_set, tmp_path):
         dict(filename='y.jpg', height=50, width=60, grounding=dict(
             caption='c', regions=[dict(bbox=[5, 5, 5, 9], phrase='flat')]))]
     ann = write(tmp_path / 'g.jsonl', ''.join(json.dumps(line) + '\n' for line in lines))
-    with pytest.raises(ValueError, match=r'g.jsonl:2: field `regions\[0\].bbox`.*degenerate'):
-        ODVGRegionTextDataset(ann_file=ann, check_image_exists=False)
-    ds = ODVGRegionTextDataset(ann_file=ann, check_image_exists=False, on_bad_record='skip',
-                               serialize_data=False)
+    # RegionTextDataset reads ODVG natively (format detected per file).
+    with pytest.raises(ValueError, match=r'g.jsonl:2: field `grounding.regions\[0\].bbox`.*degenerate'):
+        RegionTextDataset(ann_file=ann, check_image_exists=False)
+    ds = RegionTextDataset(ann_file=ann, check_image_exists=False, on_bad_record='skip',
+                           serialize_data=False)
     info = ds.get_data_info(0)
     assert info['gt_phrases'] == ['a dog', 'cats', 'cats'] and info['caption'] == 'a dog and two cats'
     np.testing.assert_allclose(info['gt_bboxes'][2], [20, 20, 30, 30])

@@ -18,7 +18,7 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
-        type='ODVGRegionTextDataset',
+        type='RegionTextDataset',
         data_root=data_root,
         ann_file='grit_odvg.jsonl',
         data_prefix=dict(img='images/'),
