@@ -354,22 +354,20 @@ class RegionInferencer(BaseInferencer):
 
     def _forward_ground(self, inputs, samples) -> None:
         texts = [self._sample_texts(s, 'ground') for s in samples]
-        boxes = self.model.ground(inputs, texts)  # per image [P_i, 4] normalised xyxy
-        counts = [len(t) for t in texts]
-        padded = inputs.new_zeros(len(samples), max(counts, default=0), 4)
-        for i, b in enumerate(boxes):
-            padded[i, :len(b)] = b
-        # Score: cosine between the phrase and the Prompter's embedding of its box.
-        region_embeds = self.model.embed_regions(inputs, padded) if padded.shape[1] else None
+        # One encoder pass grounds the phrases and scores the boxes found: the score is the
+        # cosine between the phrase and the Prompter's embedding of its box.
+        vit = self.model.image_encoder(inputs)
+        boxes, valid, phrase_embeds = self.model.ground_padded(vit, texts)
+        scores = inputs.new_zeros(valid.shape)
+        if valid.any():
+            regions = F.normalize(self.model.prompter(vit.patch_tokens, boxes, vit.patch_embeds), dim=-1)
+            scores[valid] = (regions[valid] * phrase_embeds).sum(-1)
         h, w = inputs.shape[-2:]
         pixels = inputs.new_tensor([w, h, w, h])
         for i, sample in enumerate(samples):
-            scores = inputs.new_zeros(0)
-            if counts[i]:
-                phrase_embeds = self.model.embed_phrases(texts[i])
-                scores = (region_embeds[i, :counts[i]] * phrase_embeds).sum(-1)
+            n = len(texts[i])
             sample.pred_regions = InstanceData(
-                bboxes=self._to_original(boxes[i] * pixels, sample), scores=scores,
+                bboxes=self._to_original(boxes[i, :n] * pixels, sample), scores=scores[i, :n],
                 phrases=texts[i])
 
     def _forward_similarity(self, inputs, samples, window: float, mode: str) -> None:

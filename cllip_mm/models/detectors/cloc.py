@@ -212,16 +212,28 @@ class CLOC(BaseModel):
         Returns:
             list[Tensor]: For each image, [R_i, 4] normalised xyxy in [0, 1].
         """
+        boxes, valid, _ = self.ground_padded(self.image_encoder(images), texts)
+        return [b[v] for b, v in zip(boxes, valid)]
+
+    def ground_padded(self, vit, texts: Sequence[Sequence[str]]
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`ground` from an encoder output (``ViTOutput``), padded per image.
+
+        Returns:
+            tuple: boxes [B, Rmax, 4] normalised xyxy, ``valid`` [B, Rmax] bool, and the
+            L2-normalised embeddings [R, D] of the R phrases, in ``boxes[valid]`` order.
+        """
         if self.grounding_head is None:
             raise ValueError('this model has no grounding head')
+        device = vit.patch_tokens.device
         counts = [len(t) for t in texts]
-        r_max = max(counts, default=0)
-        valid = torch.arange(r_max, device=images.device)[None] < torch.tensor(
-            counts, device=images.device)[:, None]
-        _, phrase_embeds, index = self._embed_distinct_phrases([p for t in texts for p in t], images)
-        boxes = bbox_cxcywh_to_xyxy(
-            self._ground(self.image_encoder(images), phrase_embeds[index], valid))
-        return [b[:n] for b, n in zip(boxes, counts)]
+        valid = torch.arange(max(counts, default=0), device=device)[None] < torch.tensor(
+            counts, device=device)[:, None]
+        _, phrase_embeds, index = self._embed_distinct_phrases([p for t in texts for p in t],
+                                                               vit.patch_tokens)
+        region_phrase_embeds = phrase_embeds[index]
+        boxes = bbox_cxcywh_to_xyxy(self._ground(vit, region_phrase_embeds, valid))
+        return boxes, valid, region_phrase_embeds
 
     def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor,
                      chunk: int = 256) -> torch.Tensor:
