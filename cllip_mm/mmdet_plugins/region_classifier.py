@@ -6,7 +6,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmcv.ops import batched_nms
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
@@ -15,6 +14,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from cllip_mm.models.backbones import ViTOutput
+from cllip_mm.models.layers import batched_nms
 
 from .utils import build_cllip_module
 
@@ -189,8 +189,7 @@ class ClocRegionClassifier(BaseDetector):
         labels = keep % num_classes
         det_boxes = boxes[box_idx]
         if self.test_cfg['nms'] is not None and len(flat):
-            _, order = batched_nms(det_boxes.contiguous(), flat.contiguous(), labels,
-                                  self.test_cfg['nms'])
+            _, order = batched_nms(det_boxes, flat, labels, self.test_cfg['nms'])
         else:
             order = flat.argsort(descending=True)
         order = order[:self.test_cfg['max_per_img']]

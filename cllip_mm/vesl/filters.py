@@ -15,10 +15,6 @@ from mmengine.structures import InstanceData
 from cllip_mm.registry import VESL_STAGES
 
 
-def _nms_inputs(regions: InstanceData):
-    return (regions.bboxes.float().contiguous(), regions.scores.float().contiguous())
-
-
 @VESL_STAGES.register_module()
 class ScoreThreshold:
     """Keep regions with ``score >= score_thr`` (the paper keeps boxes above 0.1)."""
@@ -58,9 +54,8 @@ class PerPhraseNMS:
     def __call__(self, regions: InstanceData, image_size: Tuple[int, int]) -> InstanceData:
         if len(regions) == 0:
             return regions
-        from mmcv.ops import batched_nms
-        boxes, scores = _nms_inputs(regions)
-        _, keep = batched_nms(boxes, scores, regions.labels.contiguous(),
+        from cllip_mm.models.layers import batched_nms
+        _, keep = batched_nms(regions.bboxes, regions.scores, regions.labels,
                               dict(type='nms', iou_threshold=self.iou_thr))
         return regions[keep]
 
@@ -76,9 +71,8 @@ class CrossPhraseNMS:
     def __call__(self, regions: InstanceData, image_size: Tuple[int, int]) -> InstanceData:
         if len(regions) == 0:
             return regions
-        from mmcv.ops import nms
-        boxes, scores = _nms_inputs(regions)
-        _, keep = nms(boxes, scores, self.iou_thr)
+        from cllip_mm.models.layers import nms
+        _, keep = nms(regions.bboxes, regions.scores, self.iou_thr)
         return regions[keep]
 
 
