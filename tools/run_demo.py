@@ -78,9 +78,20 @@ def parse_args():
     parser.add_argument('--models', nargs='+', default=['CLOC', 'CLIP'], choices=['CLOC', 'CLIP'])
     parser.add_argument('--reuse', action='store_true',
                         help='reuse a model whose work dir already holds final val metrics')
+    parser.add_argument('--config', nargs='+', default=[], metavar='MODEL=CONFIG',
+                        help="a model's config in place of the recipe's, e.g. "
+                        'CLOC=configs/cloc/my_variant.py (to compare a variant with the demo)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides passed to every tools/train.py run')
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.configs = dict(RECIPES[args.recipe])
+    for item in args.config:
+        name, sep, path = item.partition('=')
+        if not sep or name not in args.configs:
+            parser.error(f'--config takes MODEL=CONFIG with MODEL in {sorted(args.configs)}, '
+                         f'got {item!r}')
+        args.configs[name] = osp.abspath(path)
+    return args
 
 
 def ensure_data(args) -> None:
@@ -123,7 +134,7 @@ def last_checkpoint(work_dir: str) -> str:
 
 
 def train(name: str, args) -> dict:
-    config = osp.join(ROOT, RECIPES[args.recipe][name])
+    config = osp.join(ROOT, args.configs[name])
     work_dir = osp.join(args.work_dir, name.lower())
     metrics = None
     if args.reuse:

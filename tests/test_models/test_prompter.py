@@ -170,3 +170,21 @@ def test_flatten_roi_pool_keeps_the_layout_in_the_box():
     assert flat(fmap, boxes).shape == (1, 2, 16)
     with pytest.raises(ValueError, match='roi_pool'):
         make_prompter(roi_pool='max')
+
+
+def test_grounding_head_own_layers_deepen_grounding_only():
+    """``num_layers`` adds grounding-only layers: the boxes change, each prompt stays
+    independent of the others, and the region embeddings do not change."""
+    prompter = make_prompter()
+    torch.manual_seed(1)
+    shallow = GroundingHead(embed_dim=16, width=32).eval()
+    torch.manual_seed(1)
+    deep = GroundingHead(embed_dim=16, width=32, num_layers=2, heads=4).eval()
+    assert len(deep.layers) == 2 and len(shallow.layers) == 0
+    texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 6, 6)
+    with torch.no_grad():
+        boxes = deep(texts, tokens, prompter)
+        assert not torch.allclose(boxes, shallow(texts, tokens, prompter))
+        alone = deep(texts[:, :1], tokens, prompter)
+    torch.testing.assert_close(boxes[:, :1], alone)
+    assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in shallow.parameters())

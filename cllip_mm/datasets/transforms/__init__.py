@@ -2,10 +2,10 @@
 from .formatting import PackRegionTextInputs
 from .loading import BadImageError, LoadImageFromFileChecked
 from .transforms import (RandomFlipWithPhrases, RandomResizedCropWithRegions,
-                         SampleRegions, select_regions, swap_left_right)
+                         RandomZoomOutWithRegions, SampleRegions, select_regions, swap_left_right)
 
 __all__ = [
-    'BadImageError', 'LoadImageFromFileChecked', 'RandomResizedCropWithRegions',
+    'BadImageError', 'LoadImageFromFileChecked', 'RandomResizedCropWithRegions', 'RandomZoomOutWithRegions',
     'RandomFlipWithPhrases',
     'SampleRegions', 'PackRegionTextInputs', 'select_regions', 'swap_left_right'
 ]

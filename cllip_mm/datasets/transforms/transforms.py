@@ -135,6 +135,75 @@ class RandomResizedCropWithRegions(BaseTransform):
                 f"interpolation='{self.interpolation}')")
 
 
+@TRANSFORMS.register_module()
+class RandomZoomOutWithRegions(BaseTransform):
+    """Place the image at a random spot of a larger canvas (SSD's "zoom out", mmdet's
+    ``Expand``), so objects get smaller; boxes move with the image.
+
+    mmdet's ``Expand`` needs ``gt_bboxes`` as a box structure; this one keeps the numpy
+    [N, 4] xyxy of the region pipeline. Put it before the crop, which brings the canvas
+    back to the network size.
+
+    Required keys: ``img``, optional ``gt_bboxes``. Modified keys: ``img``, ``img_shape``,
+    ``gt_bboxes``.
+
+    Args:
+        prob (float): Probability of zooming out.
+        ratio_range (tuple[float, float]): Range of the canvas side / the image side.
+        fill (str | sequence[int]): 'mean' (the image's mean colour, so no new colour
+            appears next to coloured objects) or a constant colour in the image's order.
+    """
+
+    def __init__(self,
+                 prob: float = 0.5,
+                 ratio_range: Tuple[float, float] = (1.0, 2.0),
+                 fill: Union[str, Sequence[int]] = 'mean') -> None:
+        if not 0 <= prob <= 1:
+            raise ValueError(f'prob must be in [0, 1], got {prob}')
+        if not 1 <= ratio_range[0] <= ratio_range[1]:
+            raise ValueError(f'ratio_range must satisfy 1 <= min <= max, got {ratio_range}')
+        if isinstance(fill, str) and fill != 'mean':
+            raise ValueError(f"fill must be 'mean' or a colour, got {fill!r}")
+        self.prob = prob
+        self.ratio_range = tuple(ratio_range)
+        self.fill = fill
+
+    @cache_randomness
+    def _sample(self, img_h: int, img_w: int) -> Optional[Tuple[int, int, int, int]]:
+        """``(canvas_h, canvas_w, top, left)`` or None (no zoom-out)."""
+        if np.random.rand() >= self.prob:
+            return None
+        ratio = np.random.uniform(*self.ratio_range)
+        canvas_h, canvas_w = int(round(img_h * ratio)), int(round(img_w * ratio))
+        top = np.random.randint(0, canvas_h - img_h + 1)
+        left = np.random.randint(0, canvas_w - img_w + 1)
+        return canvas_h, canvas_w, top, left
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        sample = self._sample(*img.shape[:2])
+        if sample is None:
+            return results
+        canvas_h, canvas_w, top, left = sample
+        if isinstance(self.fill, str):
+            colour = img.reshape(-1, *img.shape[2:]).mean(axis=0)
+        else:
+            colour = np.asarray(self.fill)
+        canvas = np.empty((canvas_h, canvas_w, *img.shape[2:]), dtype=img.dtype)
+        canvas[...] = np.round(colour).astype(img.dtype)
+        canvas[top:top + img.shape[0], left:left + img.shape[1]] = img
+        results['img'] = canvas
+        results['img_shape'] = canvas.shape[:2]
+        if results.get('gt_bboxes') is not None:
+            boxes = np.asarray(results['gt_bboxes'], dtype=np.float32).reshape(-1, 4)
+            results['gt_bboxes'] = boxes + np.array([left, top, left, top], dtype=np.float32)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(prob={self.prob}, '
+                f'ratio_range={self.ratio_range}, fill={self.fill!r})')
+
+
 _LEFT_RIGHT = re.compile(r'\b(left|right)\b', re.IGNORECASE)
 
 

@@ -8,7 +8,7 @@ from mmdet.models.layers.transformer.utils import MLP
 from mmengine.model import BaseModule
 
 from cllip_mm.registry import MODELS
-from .prompter import Prompter
+from .prompter import Prompter, PrompterLayer
 
 
 @MODELS.register_module()
@@ -16,20 +16,27 @@ class GroundingHead(BaseModule):
     """Text embedding -> prompt token -> the Prompter's layers -> box (spec 3.4).
 
     The prompt token is ``Linear(text_embed) + text type embedding``; it goes through the
-    *same* :class:`Prompter` layers as box prompts (shared weights), then a 3-layer MLP and
-    a sigmoid.
+    *same* :class:`Prompter` layers as box prompts (shared weights), then through
+    ``num_layers`` layers of its own (:class:`PrompterLayer`, none by default), then a
+    3-layer MLP and a sigmoid.
 
     Args:
         embed_dim (int): Width D of the text embeddings.
         width (int): Width C of the Prompter.
         num_box_layers (int): Layers of the box MLP.
+        num_layers (int): Grounding-only prompter layers after the shared ones. Finding a
+            box is a search over the image, a harder job than describing a given box;
+            these layers add depth to it without touching the region embeddings.
+        heads (int): Attention heads of those layers.
     """
 
     def __init__(self, embed_dim: int, width: int, num_box_layers: int = 3,
+                 num_layers: int = 0, heads: int = 4,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.text_proj = nn.Linear(embed_dim, width)
         self.text_type_embed = nn.Parameter(torch.zeros(width))
+        self.layers = nn.ModuleList(PrompterLayer(width, heads) for _ in range(num_layers))
         self.box_head = MLP(width, width, 4, num_box_layers)
 
     def forward(self,
@@ -50,4 +57,7 @@ class GroundingHead(BaseModule):
         """
         prompts = self.text_proj(text_embeds) + self.text_type_embed
         context = prompter.image_context(patch_tokens, patch_embeds)
-        return self.box_head(prompter.run_layers(prompts, context)).sigmoid()
+        prompts = prompter.run_layers(prompts, context)
+        for layer in self.layers:
+            prompts = layer(prompts, context)
+        return self.box_head(prompts).sigmoid()

@@ -159,3 +159,38 @@ def test_sample_regions():
     assert len(seen) > 1
     few = sample(_results(boxes=boxes[:3]))
     assert few['gt_phrases'] == ['p0', 'p1', 'p2']
+
+
+def test_zoom_out_moves_boxes_with_their_pixels():
+    """The pixels inside every box are the same before and after; the rest is fill."""
+    zoom = TRANSFORMS.build(
+        dict(type='RandomZoomOutWithRegions', prob=1.0, ratio_range=(1.5, 2.5), fill=(7, 8, 9)))
+    for seed in range(5):
+        np.random.seed(seed)
+        results = _results(boxes=((20, 10, 60, 50), (100, 0, 200, 100)))
+        before = [results['img'][int(y1):int(y2), int(x1):int(x2)].copy()
+                  for x1, y1, x2, y2 in results['gt_bboxes']]
+        out = zoom(copy.deepcopy(results))
+        h, w = out['img_shape']
+        assert out['img'].shape[:2] == (h, w) and 150 <= h <= 250 and 300 <= w <= 500
+        for box, pixels in zip(out['gt_bboxes'], before):
+            x1, y1, x2, y2 = box.astype(int)
+            np.testing.assert_array_equal(out['img'][y1:y2, x1:x2], pixels)
+        inside = np.zeros((h, w), dtype=bool)
+        top, left = int(out['gt_bboxes'][1, 1]), int(out['gt_bboxes'][0, 0]) - 20
+        inside[top:top + 100, left:left + 200] = True
+        assert (out['img'][~inside] == (7, 8, 9)).all()
+        assert out['gt_phrases'] == results['gt_phrases']
+
+
+def test_zoom_out_mean_fill_and_prob():
+    results = _results()
+    np.random.seed(0)
+    out = TRANSFORMS.build(dict(type='RandomZoomOutWithRegions', prob=1.0,
+                                ratio_range=(2.0, 2.0)))(copy.deepcopy(results))
+    np.testing.assert_array_equal(out['img'][0, 0], np.round(results['img'].reshape(-1, 3).mean(0)))
+    same = TRANSFORMS.build(dict(type='RandomZoomOutWithRegions', prob=0.0))(copy.deepcopy(results))
+    np.testing.assert_array_equal(same['img'], results['img'])
+    np.testing.assert_array_equal(same['gt_bboxes'], results['gt_bboxes'])
+    with pytest.raises(ValueError, match='ratio_range'):
+        TRANSFORMS.build(dict(type='RandomZoomOutWithRegions', ratio_range=(0.5, 2.0)))
