@@ -188,3 +188,29 @@ def test_grounding_head_own_layers_deepen_grounding_only():
         alone = deep(texts[:, :1], tokens, prompter)
     torch.testing.assert_close(boxes[:, :1], alone)
     assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in shallow.parameters())
+
+
+def test_anchored_grounding_box_centre_is_the_score_weighted_token_centre():
+    """With the box MLP's last layer zeroed, an 'anchored' box sits at the softmax-weighted
+    mean of the token centres (x along the width, y along the height) with size 0.5."""
+    prompter = make_prompter()
+    torch.manual_seed(2)
+    head = GroundingHead(embed_dim=16, width=32, box_mode='anchored').eval()
+    last = head.box_head.layers[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 6)  # h=4, w=6
+    with torch.no_grad():
+        boxes = head(texts, tokens, prompter)
+        prompts = prompter.run_layers(head.text_proj(texts) + head.text_type_embed,
+                                      prompter.image_context(tokens))
+        weights = head.token_scores(prompts, prompter.image_context(tokens)).softmax(-1)
+    xs = ((torch.arange(6) + 0.5) / 6).repeat(4)  # row-major: x varies fastest
+    ys = ((torch.arange(4) + 0.5) / 4).repeat_interleave(6)
+    torch.testing.assert_close(boxes[..., 0], weights @ xs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(boxes[..., 1], weights @ ys, atol=1e-4, rtol=0)
+    torch.testing.assert_close(boxes[..., 2:], torch.full_like(boxes[..., 2:], 0.5))
+    with torch.no_grad():  # prompts stay independent of each other
+        torch.testing.assert_close(head(texts[:, 1:2], tokens, prompter), boxes[:, 1:2])
+    with pytest.raises(ValueError, match='box_mode'):
+        GroundingHead(embed_dim=16, width=32, box_mode='heatmap')
