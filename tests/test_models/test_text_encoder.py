@@ -109,3 +109,16 @@ def test_forward_features_with_positions_and_mask():
     out = model.forward_features(ids, positions, blocked)
     torch.testing.assert_close(out[:, :2], plain[:, :2])
     assert not torch.allclose(out[:, 2], plain[:, 2])
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = tiny_text().train()
+    ckpt = tiny_text(grad_checkpointing=True).train()
+    ckpt.load_state_dict(plain.state_dict())
+    ids = torch.tensor([[1, 5, 6, 2, 0], [1, 7, 8, 9, 2]])
+    weights = torch.randn(2, 16)
+    for model in (plain, ckpt):
+        (model(ids) * weights).sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
