@@ -162,11 +162,10 @@ class ClocTextModel(BaseModel):
     def encode_tokens(self, input_ids: torch.Tensor, positions: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
         """Token features [B, L, language_dim] of ids [B, L] with positions [B, L] and
-        an attention mask [B, L, L] (True = may attend)."""
-        enc = self.text_encoder
-        x = enc.token_embedding(input_ids) + enc.positional_embedding[positions]
-        x = enc.ln_final(enc.transformer(x, attn_mask=mask[:, None]))
-        return x @ enc.text_projection if self.project_tokens else x
+        an attention mask [B, L, L] (True = may attend), through
+        ``TextTransformer.forward_features`` (the pretraining forward)."""
+        return self.text_encoder.forward_features(
+            input_ids, positions, mask[:, None], project=self.project_tokens)
 
     # ------------------------------------------------------------------ forward
     def forward(self, captions: Sequence[str], **kwargs) -> Dict[str, torch.Tensor]:

@@ -8,8 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmengine.dist import get_rank, get_world_size
+
 from cllip_mm.registry import MODELS
-from .utils import all_gather_sizes, gather_variable, gather_variable_with_grad, get_rank
+from .utils import all_gather_sizes, gather_variable_with_grad, global_value
 
 _INT63_MASK = (1 << 63) - 1
 
@@ -74,6 +76,12 @@ class RegionTextContrastiveLoss(nn.Module):
         share_logit_scale (bool): If True the module has no temperature of its own and
             :meth:`forward` must receive ``logit_scale`` (e.g. CLIP's log-scale parameter).
             Defaults to False.
+        local_loss (bool): With ``'global'`` / ``'image'`` negatives, each rank computes
+            only the region -> text rows of its own regions ([R_k, C]) and the text ->
+            region rows of the columns ``c`` with ``c % N == rank`` ([~C/N, R]) instead
+            of the whole [R, C] logits (memory linear in the global batch), and its share
+            of the loss; same DDP-averaged gradients and value as the global form (see
+            ``ClipContrastiveLoss``). Defaults to True.
         loss_weight (float): Multiplier of the loss. Defaults to 1.
     """
     NEGATIVES = ('global', 'local', 'image')
@@ -83,8 +91,10 @@ class RegionTextContrastiveLoss(nn.Module):
                  max_logit_scale: float = math.log(100),
                  negatives: str = 'global',
                  share_logit_scale: bool = False,
+                 local_loss: bool = True,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
+        self.local_loss = local_loss
         if negatives not in self.NEGATIVES:
             raise ValueError(f'{type(self).__name__}: negatives must be one of '
                              f'{self.NEGATIVES}, got {negatives!r}')
@@ -143,13 +153,17 @@ class RegionTextContrastiveLoss(nn.Module):
                 torch.full_like(region_ints[:, 0], get_rank()),
                 region_image_index.to(region_ints)
             ], dim=1)
+        # This rank's regions are rows [start, stop) of the gathered ones.
+        start, stop = 0, region_embeds.size(0)
         if self.negatives != 'local':
             sizes = all_gather_sizes(region_embeds.size(0), region_embeds.device)
+            start = sum(sizes[:get_rank()])
+            stop = start + region_embeds.size(0)
             region_embeds = gather_variable_with_grad(region_embeds, sizes)
-            region_ints = gather_variable(region_ints, sizes)
+            region_ints = gather_variable_with_grad(region_ints, sizes)
             sizes = all_gather_sizes(phrase_embeds.size(0), phrase_embeds.device)
             phrase_embeds = gather_variable_with_grad(phrase_embeds, sizes)
-            phrase_keys = gather_variable(phrase_keys, sizes)
+            phrase_keys = gather_variable_with_grad(phrase_keys, sizes)
 
         num_regions = region_embeds.size(0)
         if num_regions == 0:
@@ -174,6 +188,10 @@ class RegionTextContrastiveLoss(nn.Module):
         else:
             col_embeds, region_col = phrases, region_phrase
 
+        if self.local_loss and self.negatives != 'local':
+            return self.loss_weight * global_value(
+                self._local_share(scale, region_embeds, col_embeds, region_col, same_image,
+                                  start, stop))
         logits = scale * region_embeds @ col_embeds.t()  # [R, C]
         if same_image is not None:
             logits = logits.masked_fill(~same_image, float('-inf'))
@@ -187,6 +205,40 @@ class RegionTextContrastiveLoss(nn.Module):
         loss_t2r = -torch.where(positive, log_prob, 0.).sum(dim=1) / num_pos.clamp(min=1)
         loss_t2r = loss_t2r[num_pos > 0].mean()
         return self.loss_weight * 0.5 * (loss_r2t + loss_t2r)
+
+    @staticmethod
+    def _local_share(scale: Tensor, region_embeds: Tensor, col_embeds: Tensor,
+                     region_col: Tensor, same_image: Optional[Tensor], start: int,
+                     stop: int) -> Tensor:
+        """This rank's share ``L_k`` of the loss (``sum_k L_k = N * L``).
+
+        Args:
+            region_embeds (Tensor): [R, D] all ranks' regions; this rank's are rows
+                ``start:stop``.
+            col_embeds (Tensor): [C, D] the columns (distinct phrases or (image, phrase)).
+            region_col (Tensor): [R] column of each region.
+            same_image (Tensor, optional): [R, C] bool, False where masked.
+        """
+        world_size, rank = get_world_size(), get_rank()
+        num_regions = region_embeds.size(0)
+        # region -> text: this rank's rows [R_k, C].
+        logits = scale * region_embeds[start:stop] @ col_embeds.t()
+        if same_image is not None:
+            logits = logits.masked_fill(~same_image[start:stop], float('-inf'))
+        loss_r2t = F.cross_entropy(logits, region_col[start:stop], reduction='sum') / num_regions
+        # text -> region: the columns c with c % N == rank, against all regions [C_k, R].
+        cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
+        num_pos = torch.bincount(region_col, minlength=col_embeds.size(0))
+        mine = cols[rank::world_size]
+        logits = scale * col_embeds[mine] @ region_embeds.t()
+        if same_image is not None:
+            logits = logits.masked_fill(~same_image[:, mine].t(), float('-inf'))
+        positive = mine[:, None] == region_col[None, :]  # [C_k, R]
+        log_prob = logits.log_softmax(dim=1)
+        # torch.where keeps -inf (masked) entries out of the sum and of the gradient.
+        per_col = -torch.where(positive, log_prob, 0.).sum(dim=1) / num_pos[mine].clamp(min=1)
+        loss_t2r = per_col.sum() / (num_pos > 0).sum()
+        return world_size * 0.5 * (loss_r2t + loss_t2r)
 
     def _check_inputs(self, region_embeds: Tensor, phrase_embeds: Tensor,
                       region_phrase_index: Tensor, phrase_keys: Tensor,
@@ -217,4 +269,5 @@ class RegionTextContrastiveLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'negatives={self.negatives!r}, max_logit_scale={self.max_logit_scale:.4f}, '
-                f'shared_scale={self.logit_scale is None}, loss_weight={self.loss_weight}')
+                f'shared_scale={self.logit_scale is None}, local_loss={self.local_loss}, '
+                f'loss_weight={self.loss_weight}')

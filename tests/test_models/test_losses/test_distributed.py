@@ -5,7 +5,9 @@ Each rank gets part of a fixed batch (different numbers of images, regions and p
 rank, "dog" on both ranks, one split with a rank holding no region at all). Embeddings come
 from a small nn.Linear shared through DistributedDataParallel; the loss values and the
 DDP-averaged gradients of the Linear and of the loss parameters must match the one-process
-run (computed in each worker before the process group exists).
+run (computed in each worker before the process group exists). The contrastive losses run
+in both forms: open_clip's local form (``local_loss=True``, each rank computes its rows of
+the logits and its share of the loss) and the global form (every rank the whole loss).
 """
 import gc
 import socket
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from cllip_mm.models.losses import GroundingLoss, phrase_keys
-from cllip_mm.models.losses.utils import gather_variable, gather_variable_with_grad
+from cllip_mm.models.losses.utils import gather_variable_with_grad
 from cllip_mm.registry import MODELS
 
 WORLD_SIZE = 2
@@ -31,11 +33,14 @@ SPLITS = {
     'uneven': ([[0, 1], [2, 3]], 1),  # R = 3 / 2, "dog" on both ranks
     'empty_rank': ([[0, 1, 2], [3]], 0),  # R = 5 / 0, U = 4 / 0, B = 3 / 1
 }
-LOSSES = [
+CONTRASTIVE = [
     dict(type='ClipContrastiveLoss'),
     dict(type='SigLipLoss', init_logit_scale=1.0, init_logit_bias=-1.0),
     dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5),
     dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5, negatives='image'),
+]
+LOSSES = [
+    *(dict(cfg, local_loss=local) for cfg in CONTRASTIVE for local in (True, False)),
     dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5, negatives='local'),
     dict(type='GroundingLoss'),
 ]
@@ -132,7 +137,8 @@ def _worker(rank, port):
         # Each row gets its global weight (1, 2 | 3), summed over the 2 ranks.
         expected = [[2.] * 3, [4.] * 3] if rank == 0 else [[6.] * 3]
         assert local.grad.tolist() == expected
-        assert gather_variable(torch.tensor([7 + rank] * (rank + 1))).tolist() == [7, 8, 8]
+        ints = gather_variable_with_grad(torch.tensor([7 + rank] * (rank + 1)))
+        assert ints.dtype == torch.long and ints.tolist() == [7, 8, 8]
 
         for split, (rank_images, extra_rank) in SPLITS.items():
             batch = make_batch(data, rank_images[rank], ['bird'] if rank == extra_rank else [])
