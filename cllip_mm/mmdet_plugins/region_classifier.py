@@ -37,7 +37,7 @@ class ClocRegionClassifier(BaseDetector):
     Boxes come from ``box_source``:
 
     - ``'gt'``: ``data_sample.gt_instances.bboxes`` (the region classification
-      protocol of spec section 7; load the annotations *before* ``Resize`` so that
+      protocol of docs/method.md, section 7; load the annotations *before* ``Resize`` so that
       they are in the network-input frame);
     - ``'proposals'``: ``data_sample.proposals`` (``bboxes``, ``scores``), as mmdet's
       ``LoadProposals`` + ``ProposalBroadcaster`` give them (network-input frame);

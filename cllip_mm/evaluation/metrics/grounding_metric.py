@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Accuracy of the grounding head: phrase -> box (spec section 7)."""
+"""Accuracy of the grounding head: phrase -> box (docs/method.md, section 7)."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch

@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Image-text retrieval recall@k over the whole evaluation set (spec section 7)."""
+"""Image-text retrieval recall@k over the whole evaluation set (docs/method.md, section 7)."""
 from typing import Dict, Hashable, List, Optional, Sequence, Union
 
 import torch

@@ -31,7 +31,7 @@ class RecordLossesAndParamsHook(Hook):
         self.losses, self.params = {}, None
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.losses[runner.iter + 1] = {k: float(v) for k, v in outputs.items()
+        self.losses[runner.iter + 1] = {k: float(v.detach()) for k, v in outputs.items()
                                         if k.startswith('loss')}
 
     def after_train(self, runner):
@@ -42,6 +42,7 @@ def run(cfg, tmp_path, monkeypatch, name, work_dir, crash=False, resume=False):
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = str(tmp_path / work_dir)
     cfg.experiment_name = f'resume_equality_{name}'
+    cfg.visualizer.name = cfg.experiment_name  # a visualizer of its own too
     cfg.resume = resume
     if crash:
         monkeypatch.setenv(sample_log_helpers.CRASH_ENV, str(CRASH_AFTER))
