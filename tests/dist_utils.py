@@ -48,8 +48,9 @@ import torch.multiprocessing as mp
 
 #: seconds a collective may wait for the other processes before it raises
 COLLECTIVE_TIMEOUT = 60
-#: seconds the parent waits for all children to finish
-JOIN_TIMEOUT = 300
+#: seconds the parent waits for all children to finish (spawned children import torch,
+#: mmengine and cllip_mm again: minutes on a loaded 2-core machine)
+JOIN_TIMEOUT = 900
 
 
 def _entry(rank: int, fn: Callable, world_size: int, store_file: str,
@@ -60,6 +61,7 @@ def _entry(rank: int, fn: Callable, world_size: int, store_file: str,
     store = dist.FileStore(store_file, world_size)
     dist.init_process_group('gloo', store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=collective_timeout))
+    open(f'{store_file}.joined{rank}', 'w').close()  # for the parent's timeout message
     try:
         fn(rank, world_size, *args)
     finally:
@@ -103,11 +105,15 @@ def run_in_processes(fn: Callable,
                 if time.monotonic() >= deadline:
                     running = [rank for rank, process in enumerate(context.processes)
                                if process.is_alive()]
+                    joined = [rank for rank in running
+                              if osp.exists(f'{store_file}.joined{rank}')]
                     pytest.fail(
                         f'{getattr(fn, "__qualname__", fn)}: ranks {running} of '
-                        f'{world_size} still running after {join_timeout:.0f} s '
-                        '(a collective waiting for a peer, or a process that does not '
-                        'exit); they were killed', pytrace=False)
+                        f'{world_size} still running after {join_timeout:.0f} s; of '
+                        f'these, ranks {joined} had joined the process group (a '
+                        'collective waiting for a peer, or a process that does not '
+                        'exit), the others were still starting; all were killed',
+                        pytrace=False)
         finally:
             for process in context.processes:
                 if process.is_alive():
