@@ -15,7 +15,6 @@ from torch import Tensor
 
 from cllip_mm.models.backbones import ViTOutput
 from cllip_mm.models.layers import batched_nms
-
 from .utils import build_cllip_module
 
 BOX_SOURCES = ('gt', 'proposals', 'detector')

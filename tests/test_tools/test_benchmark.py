@@ -12,9 +12,8 @@ import sys
 
 import pytest
 import torch
-from mmengine.runner import Runner
-
 import toy_colour_model  # noqa: F401  (registers the toy modules)
+from mmengine.runner import Runner
 from toy_colour_model import draw, toy_cfg, write_tokenizer
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -1,8 +1,13 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from .formatting import PackRegionTextInputs
 from .loading import BadImageError, LoadImageFromFileChecked
-from .transforms import (RandomFlipWithPhrases, RandomResizedCropWithRegions,
-                         SampleRegions, select_regions, swap_left_right)
+from .transforms import (
+                         RandomFlipWithPhrases,
+                         RandomResizedCropWithRegions,
+                         SampleRegions,
+                         select_regions,
+                         swap_left_right,
+)
 
 __all__ = [
     'BadImageError', 'LoadImageFromFileChecked', 'RandomResizedCropWithRegions',

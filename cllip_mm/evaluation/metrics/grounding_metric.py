@@ -8,8 +8,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import (LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason,
-                    sample_name)
+from .utils import LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason, sample_name
 
 
 @METRICS.register_module()

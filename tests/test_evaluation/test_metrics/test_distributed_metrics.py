@@ -9,8 +9,11 @@ from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
 from mmengine.structures import InstanceData
 
-from cllip_mm.evaluation import (GroundingMetric, ImageTextRetrievalMetric,
-                                 RegionClassificationMetric)
+from cllip_mm.evaluation import (
+    GroundingMetric,
+    ImageTextRetrievalMetric,
+    RegionClassificationMetric,
+)
 from cllip_mm.structures import RegionTextDataSample
 
 NUM_SAMPLES = 7  # odd: the sampler pads rank 1 with a copy of sample 0

@@ -10,8 +10,11 @@ from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
 from test_distributed_metrics import make_dataset
 
-from cllip_mm.evaluation import (GroundingMetric, ImageTextRetrievalMetric,
-                                 RegionClassificationMetric)
+from cllip_mm.evaluation import (
+    GroundingMetric,
+    ImageTextRetrievalMetric,
+    RegionClassificationMetric,
+)
 
 LEFT_OUT = (1, 4)
 
