@@ -27,8 +27,7 @@ from mmengine.runner import Runner
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-from cllip_mm.utils import (register_all_modules, setup_cpu_distributed,  # noqa: E402
-                            teardown_distributed)
+from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed  # noqa: E402
 
 TASK_DIR = osp.join(ROOT, 'configs', 'benchmarks', '_base_', 'tasks')
 _run_ids = itertools.count()  # distinct experiment names for runs in one process

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# PORT=0 on one node: torchrun picks a free port itself (--standalone).
 
 CONFIG=$1
 GPUS=$2
@@ -10,13 +11,17 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-"python"}
 
+if [ "$PORT" = "0" ] && [ "$NNODES" = "1" ]; then
+    RDZV=(--standalone)
+else
+    RDZV=(--nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR"
+          --master_port="$PORT")
+fi
+
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
+    "${RDZV[@]}" \
     --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
     "$(dirname "$0")/train.py" \
     "$CONFIG" \
     --launcher pytorch "${@:3}"

@@ -117,6 +117,8 @@ pip_install_missing 'setuptools>=77,<81'
 # 4. mmdet and the rest of requirements/runtime.txt + tests.txt.
 pip_install_missing mmdet==3.3.0 transformers tokenizers safetensors pycocotools nltk pytest \
     jsonlines lvis emoji
+# the linter of .ci/run and .pre-commit-config.yaml (config: ruff.toml)
+pip_install_missing 'ruff>=0.5'
 
 # 5. cllip_mm itself, editable (its dependencies are all installed above).
 if (cd / && CLLIP_ROOT="$ROOT" "$PYTHON" -c "import os, sys, cllip_mm

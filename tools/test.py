@@ -13,8 +13,13 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cllip_mm.utils import (dist_timeout, exit_promptly_on_distributed_failure,
-                            register_all_modules, setup_cpu_distributed, teardown_distributed)
+from cllip_mm.utils import (
+    dist_timeout,
+    exit_promptly_on_distributed_failure,
+    register_all_modules,
+    setup_cpu_distributed,
+    teardown_distributed,
+)
 
 
 def parse_args():

@@ -13,8 +13,11 @@ from typing import Dict, NamedTuple
 
 import torch
 
-from cllip_mm.models.converters import (convert_hf_clip, encoder_cfgs_from_hf_config,
-                                        load_hf_pretrained)
+from cllip_mm.models.converters import (
+    convert_hf_clip,
+    encoder_cfgs_from_hf_config,
+    load_hf_pretrained,
+)
 from cllip_mm.models.converters.prompter_io import PROMPTER_CONFIG, PROMPTER_WEIGHTS
 
 PREPROCESSOR_CONFIG = 'preprocessor_config.json'

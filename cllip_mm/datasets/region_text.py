@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Region-text dataset in the JSON Lines format of the spec (section 5.1) or mmdet's ODVG."""
+"""Region-text dataset in the JSON Lines format of docs/method.md (section 5.1) or mmdet's ODVG."""
 import json
 import logging
 import math

@@ -283,8 +283,7 @@ def generate_synthetic_regions(out_dir: str,
     with open(osp.join(out_dir, 'classes.txt'), 'w', encoding='utf-8') as f:
         f.write('\n'.join(summary['classes']) + '\n')
     if build_tokenizer:
-        from cllip_mm.models.tokenizers.build_demo_tokenizer import \
-            build_word_level_tokenizer
+        from cllip_mm.models.tokenizers.build_demo_tokenizer import build_word_level_tokenizer
         corpus += summary['classes']
         corpus += [t.format(p) for t in PROMPT_TEXTS for p in summary['classes']]
         corpus += [f'{_article(b)} {b} background' for b in BACKGROUNDS]

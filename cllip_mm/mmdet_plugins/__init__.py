@@ -12,12 +12,15 @@ Load them in an mmdet config with::
 - :class:`ClocLayerDecayOptimWrapperConstructor`: ViT layer-wise LR decay.
 - :func:`convert_cllip_state_dict`: pretraining checkpoint -> these modules' names.
 """
-from .checkpoint_converter import (ConversionReport, check_against_model,
-                                   convert_cllip_state_dict, load_cllip_state_dict)
+from .checkpoint_converter import (
+                                   ConversionReport,
+                                   check_against_model,
+                                   convert_cllip_state_dict,
+                                   load_cllip_state_dict,
+)
 from .cloc_text_model import ClocTextModel
 from .cloc_vit import ClocViT, LayerNorm2d
-from .layer_decay_constructor import (ClocLayerDecayOptimWrapperConstructor,
-                                      get_vit_layer_id)
+from .layer_decay_constructor import ClocLayerDecayOptimWrapperConstructor, get_vit_layer_id
 from .region_classifier import ClocRegionClassifier
 
 __all__ = [

@@ -6,8 +6,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmdet.models.language_models.bert import \
-    generate_masks_with_special_tokens_and_transfer_map
+from mmdet.models.language_models.bert import generate_masks_with_special_tokens_and_transfer_map
 from mmdet.registry import MODELS
 from mmengine.model import BaseModel
 

@@ -15,7 +15,6 @@ from torch import Tensor
 
 from cllip_mm.models.backbones import ViTOutput
 from cllip_mm.models.layers import batched_nms
-
 from .utils import build_cllip_module
 
 BOX_SOURCES = ('gt', 'proposals', 'detector')
@@ -37,7 +36,7 @@ class ClocRegionClassifier(BaseDetector):
     Boxes come from ``box_source``:
 
     - ``'gt'``: ``data_sample.gt_instances.bboxes`` (the region classification
-      protocol of spec section 7; load the annotations *before* ``Resize`` so that
+      protocol of docs/method.md, section 7; load the annotations *before* ``Resize`` so that
       they are in the network-input frame);
     - ``'proposals'``: ``data_sample.proposals`` (``bboxes``, ``scores``), as mmdet's
       ``LoadProposals`` + ``ProposalBroadcaster`` give them (network-input frame);

@@ -52,8 +52,13 @@ def make_tiny_tagger(out_dir: str) -> str:
 def make_tiny_blip(out_dir: str, seed: int = 0) -> str:
     """A random BLIP captioner (32 px, 1 layer) saved with its processor."""
     import torch
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration,
-                              BlipImageProcessor, BlipProcessor)
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
     os.makedirs(out_dir, exist_ok=True)
     specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', '[DEC]']
     vocab = specials + WORDS
@@ -89,8 +94,13 @@ def make_tiny_blip(out_dir: str, seed: int = 0) -> str:
 def make_tiny_owlv2(out_dir: str, seed: int = 0, image_size: int = 64) -> str:
     """A random OWLv2 (``image_size`` px, patch 16, 1 layer) saved with its processor."""
     import torch
-    from transformers import (CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection,
-                              Owlv2ImageProcessor, Owlv2Processor)
+    from transformers import (
+        CLIPTokenizer,
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        Owlv2Processor,
+    )
     os.makedirs(out_dir, exist_ok=True)
     letters = 'abcdefghijklmnopqrstuvwxyz'
     vocab = {c: i for i, c in enumerate(letters)}

@@ -1,7 +1,12 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from .checkpoint import checkpoint_safe_globals, register_checkpoint_safe_globals
-from .dist import (dist_timeout, exit_promptly_on_distributed_failure, is_peer_failure,
-                   setup_cpu_distributed, teardown_distributed)
+from .dist import (
+                   dist_timeout,
+                   exit_promptly_on_distributed_failure,
+                   is_peer_failure,
+                   setup_cpu_distributed,
+                   teardown_distributed,
+)
 from .setup_env import register_all_modules
 
 __all__ = [

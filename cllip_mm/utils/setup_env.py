@@ -16,8 +16,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import cllip_mm.engine  # noqa: F401,F403
     import cllip_mm.evaluation  # noqa: F401,F403
     import cllip_mm.models  # noqa: F401,F403
-    import cllip_mm.visualization  # noqa: F401,F403
     import cllip_mm.vesl  # noqa: F401,F403
+    import cllip_mm.visualization  # noqa: F401,F403
 
     if not init_default_scope:
         return

@@ -7,8 +7,7 @@ Stages are registered in :data:`cllip_mm.registry.VESL_STAGES`; the heavy librar
 """
 from .captioners import ExistingCaptions, HFCaptioner
 from .detectors import OWLv2Detector
-from .filters import (CrossPhraseNMS, MaxRegions, MinBoxSize, PerPhraseNMS,
-                      ScoreThreshold)
+from .filters import CrossPhraseNMS, MaxRegions, MinBoxSize, PerPhraseNMS, ScoreThreshold
 from .phrase_extractors import NLTKPhraseExtractor, Phrase
 from .pipeline import VESLPipeline
 from .runner import VESLRunner

@@ -1,5 +1,6 @@
 # The CLIP baseline of configs/cloc/cloc_vit-b16_128x256_400k_region-text.py: the same towers, data
-# and recipe with the region terms off (spec 7: regions evaluated by crop-and-encode).
+# and recipe with the region terms off (regions evaluated by crop-and-encode:
+# docs/method.md, section 7).
 _base_ = ['../cloc/cloc_vit-b16_128x256_400k_region-text.py']
 model = dict(
     prompter=None,

@@ -1,4 +1,5 @@
-# CLOC ViT-L/14 at 336 px from scratch: 256 GPUs x 128 images = batch 32,768 (spec 6).
+# CLOC ViT-L/14 at 336 px from scratch: 256 GPUs x 128 images = batch 32,768
+# (docs/method.md, section 6).
 _base_ = [
     '../_base_/models/cloc_vit-l14-336.py',
     '../_base_/datasets/region_text_224.py',

@@ -7,11 +7,20 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from cllip_mm.datasets import (CocoRegionDataset, KarpathyRetrievalDataset,
-                               RegionTextDataset, ZeroShotImageDataset)
-from cllip_mm.datasets.class_names import (COCO_CLASSES, IMAGENET_CLASSES,
-                                           OPENAI_IMAGENET_TEMPLATES, TEMPLATE_SETS,
-                                           get_templates, lvis_prompt_name)
+from cllip_mm.datasets import (
+    CocoRegionDataset,
+    KarpathyRetrievalDataset,
+    RegionTextDataset,
+    ZeroShotImageDataset,
+)
+from cllip_mm.datasets.class_names import (
+    COCO_CLASSES,
+    IMAGENET_CLASSES,
+    OPENAI_IMAGENET_TEMPLATES,
+    TEMPLATE_SETS,
+    get_templates,
+    lvis_prompt_name,
+)
 
 
 def write(path, obj):

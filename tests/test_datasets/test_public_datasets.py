@@ -13,9 +13,15 @@ import sys
 
 import numpy as np
 import pytest
-from public_layouts import (GRIT_SAMPLES, write_coco, write_flickr30k_goldg,
-                            write_grit_img2dataset, write_lvis, write_refcoco,
-                            write_visual_genome)
+from public_layouts import (
+    GRIT_SAMPLES,
+    write_coco,
+    write_flickr30k_goldg,
+    write_grit_img2dataset,
+    write_lvis,
+    write_refcoco,
+    write_visual_genome,
+)
 
 from cllip_mm.datasets import RegionTextDataset
 

@@ -6,7 +6,11 @@ import pytest
 from PIL import Image
 
 from cllip_mm.datasets.synthetic import all_phrases, render_sample
-from cllip_mm.datasets.synthetic_shift import SHIFTS, generate_shifted_regions, render_shifted_sample
+from cllip_mm.datasets.synthetic_shift import (
+    SHIFTS,
+    generate_shifted_regions,
+    render_shifted_sample,
+)
 
 
 def _records(path):

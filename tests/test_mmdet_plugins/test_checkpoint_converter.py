@@ -4,8 +4,12 @@ import os.path as osp
 import pytest
 import torch
 
-from cllip_mm.mmdet_plugins import (ClocViT, check_against_model, convert_cllip_state_dict,
-                                    load_cllip_state_dict)
+from cllip_mm.mmdet_plugins import (
+    ClocViT,
+    check_against_model,
+    convert_cllip_state_dict,
+    load_cllip_state_dict,
+)
 
 
 def test_prefix_mapping_and_report(tiny_cloc):

@@ -105,7 +105,7 @@ def test_each_box_gets_its_own_class(synthetic_root, monkeypatch):
     monkeypatch.setattr(model, 'class_embeddings', lambda names: regions)
     with torch.no_grad():
         result = model.predict(images, [sample(BOXES, scale_factor=(1., 1.))])[0].pred_instances
-    pairs = {(tuple(b.tolist()), int(l)) for b, l in zip(result.bboxes, result.labels)}
+    pairs = {(tuple(b.tolist()), int(label)) for b, label in zip(result.bboxes, result.labels)}
     assert pairs == {(tuple(BOXES[0]), 0), (tuple(BOXES[1]), 1)}
 
 

@@ -1,12 +1,8 @@
 """2 gloo processes give the CLOC losses and gradients of 1 process on the whole batch."""
-import gc
 import os
-import socket
-from datetime import timedelta
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from dist_utils import run_in_processes
 from mmengine.dataset import pseudo_collate
 from torch.nn.parallel import DistributedDataParallel
 
@@ -29,27 +25,17 @@ def losses_and_grads(cfg, indices, ddp):
             {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
 
 
-def worker(rank, port, cfg, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=2, timeout=timedelta(seconds=120))
-    torch.set_num_threads(1)
+def worker(rank, world_size, cfg, out_dir):
     # Uneven split on purpose: ranks hold different numbers of images and regions.
     indices = range(0, 3) if rank == 0 else range(3, BATCH)
     result = losses_and_grads(cfg, indices, ddp=True)
     torch.save(result, os.path.join(out_dir, f'rank{rank}.pth'))
-    gc.collect()  # free DDP's reducer before the process group (exit-time deadlock)
-    dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def test_two_processes_match_one(make_tiny_cloc_cfg, tmp_path):
     cfg = make_tiny_cloc_cfg()
-    mp.spawn(worker, args=(free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    run_in_processes(worker, args=(cfg, str(tmp_path)), tmp_dir=tmp_path,
+                     collective_timeout=120)
     ref_losses, ref_grads = losses_and_grads(cfg, range(BATCH), ddp=False)
     assert set(ref_losses) == {'loss_clip', 'loss_region', 'loss_ground'}
     for rank in (0, 1):

@@ -7,15 +7,13 @@ import json
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
-from mmengine.runner import Runner
-
 import toy_colour_model  # noqa: F401  (registers the toy modules)
+from mmengine.runner import Runner
 from toy_colour_model import draw, toy_cfg, write_tokenizer
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -270,12 +268,6 @@ def test_unknown_template_set_and_task_root(toy_data, toy_model, tmp_path):
 
 
 # -------------------------------------------------- the demo export, tools/test.py, 2 procs
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
                                                                make_tiny_cloc_cfg, tmp_path):
     sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
@@ -315,8 +307,9 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
                PYTHONPATH=os.pathsep.join(p for p in (REPO, TOOLS_DIR, os.environ.get('PYTHONPATH')) if p))
     out = tmp_path / 'two.json'
     proc = subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        f'--master_port={free_port()}', osp.join(REPO, 'tools', 'benchmark.py'), config, ckpt,
+        # --standalone: torchrun binds a free port itself (no free-port race)
+        sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+        osp.join(REPO, 'tools', 'benchmark.py'), config, ckpt,
         '--launcher', 'pytorch', '--tasks', *tasks, '--task-root', *(f'{t}={root}' for t in tasks),
         '--work-dir', str(tmp_path / 'two'), '--out', str(out), '--num-workers', '0',
         '--batch-size', '3'], env=env, capture_output=True, text=True, timeout=600)

@@ -7,13 +7,13 @@ import os.path as osp
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+from dist_utils import rendezvous_env
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -125,12 +125,6 @@ def test_sigkill_at_a_random_iteration_then_resume(tool_config, reference_weight
     assert_same_weights(work_dir, reference_weights)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize('fault,timeout_s', [('KILL', 60), ('STOP', 15)])
 def test_one_process_dies_or_hangs_the_other_exits_in_bounded_time(tmp_path, fault,
                                                                    timeout_s):
@@ -148,33 +142,35 @@ def test_one_process_dies_or_hangs_the_other_exits_in_bounded_time(tmp_path, fau
                env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=timeout_s)))
     config = str(tmp_path / 'toy.py')
     Config(cfg).dump(config)
-    port, stamp = str(free_port()), str(tmp_path / 'fault_time')
-    procs = []
-    for rank in (0, 1):
-        env = env_for(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
-                      MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
-                      CLLIP_TEST_RANK_FAULT=f'1:2:{fault}', CLLIP_TEST_FAULT_STAMP=stamp)
-        # files, not pipes: a full pipe would block the process like a hang
-        with open(tmp_path / f'out{rank}', 'w') as out, open(tmp_path / f'err{rank}', 'w') as err:
-            procs.append(subprocess.Popen(
-                [sys.executable, TRAIN, config, '--launcher', 'pytorch'], env=env,
-                stdout=out, stderr=err))
-    bound = 30 if fault == 'KILL' else timeout_s + 30  # seconds from the fault to the exit
-    try:
-        # No limit on the start (minutes on a loaded machine); after the fault, rank 0
-        # must exit within ``bound``.
-        deadline = time.time() + 1800
-        while procs[0].poll() is None and time.time() < deadline:
-            if osp.exists(stamp) and time.time() - _read_time(stamp) > bound + 5:
-                break
-            time.sleep(0.5)
-        exited = time.time()
-        still_running = procs[0].poll() is None
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+    stamp = str(tmp_path / 'fault_time')
+    # the store of env:// is served by this process (no free-port race)
+    with rendezvous_env(2) as dist_env:
+        procs = []
+        for rank in (0, 1):
+            env = env_for(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
+                          **dist_env,
+                          CLLIP_TEST_RANK_FAULT=f'1:2:{fault}', CLLIP_TEST_FAULT_STAMP=stamp)
+            # files, not pipes: a full pipe would block the process like a hang
+            with open(tmp_path / f'out{rank}', 'w') as out, open(tmp_path / f'err{rank}', 'w') as err:
+                procs.append(subprocess.Popen(
+                    [sys.executable, TRAIN, config, '--launcher', 'pytorch'], env=env,
+                    stdout=out, stderr=err))
+        bound = 30 if fault == 'KILL' else timeout_s + 30  # seconds from the fault to the exit
+        try:
+            # No limit on the start (minutes on a loaded machine); after the fault, rank 0
+            # must exit within ``bound``.
+            deadline = time.time() + 1800
+            while procs[0].poll() is None and time.time() < deadline:
+                if osp.exists(stamp) and time.time() - _read_time(stamp) > bound + 5:
+                    break
+                time.sleep(0.5)
+            exited = time.time()
+            still_running = procs[0].poll() is None
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
     out, err = (open(tmp_path / name).read() for name in ('out0', 'err0'))
     assert not still_running, f'rank 0 still running {bound} s after the fault\n{err[-3000:]}'
     assert procs[0].returncode == 1, f'rc={procs[0].returncode}\n{out[-2000:]}\n{err[-3000:]}'

@@ -5,7 +5,6 @@ import itertools
 import os
 import os.path as osp
 import signal
-import socket
 import subprocess
 import sys
 
@@ -45,12 +44,6 @@ def train_reference(work_dir, **kwargs):
     runner = Runner.from_cfg(Config(cfg))
     runner.train()
     return runner
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def describe(proc):
@@ -99,7 +92,8 @@ def test_dist_train_on_cpu_matches_single_process(tmp_path):
     proc = subprocess.run(
         ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg_file, '2',
          '--work-dir', work_dir],
-        cwd=tmp_path, env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
+        # PORT=0: torchrun --standalone binds a free port itself (no free-port race)
+        cwd=tmp_path, env=tool_env(PORT='0', PYTHON=sys.executable),
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, describe(proc)
     final = torch.load(osp.join(work_dir, f'iter_{max_iters}.pth'), map_location='cpu')

@@ -1,10 +1,10 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Convert a region-text set (JSON Lines, spec 5.1) into MMDetection's formats.
+"""Convert a region-text set (JSON Lines, docs/method.md section 5.1) into MMDetection's formats.
 
 Made for the synthetic demo set (``generate_synthetic_regions.py``), whose phrases
 are the category names ("red circle"), so that the downstream configs under
-``configs/downstream/`` run end to end without downloads. Any region-text set in the
-spec's format converts the same way (its distinct phrases become the categories).
+``configs/downstream/`` run end to end without downloads. Any region-text set in that
+format converts the same way (its distinct phrases become the categories).
 
 Example::
 

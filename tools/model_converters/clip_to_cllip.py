@@ -28,8 +28,14 @@ try:
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 from cllip_mm.models.converters import (  # noqa: E402
-    SRC_FORMATS, copy_tokenizer_files, format_config, import_clip, load_hf_pretrained,
-    load_state_dict_file, save_mmengine_checkpoint)
+    SRC_FORMATS,
+    copy_tokenizer_files,
+    format_config,
+    import_clip,
+    load_hf_pretrained,
+    load_state_dict_file,
+    save_mmengine_checkpoint,
+)
 from cllip_mm.version import __version__  # noqa: E402
 
 

@@ -4,8 +4,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from mmcv.transforms import BaseTransform
-from mmcv.transforms import to_tensor
+from mmcv.transforms import BaseTransform, to_tensor
 from mmengine.structures import InstanceData
 
 from cllip_mm.registry import TRANSFORMS

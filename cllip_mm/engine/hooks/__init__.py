@@ -1,8 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-from .atomic_checkpoint_hook import (AtomicCheckpointHook, CheckpointSaveError,
-                                     atomic_write_bytes)
-from .non_finite_loss_hook import (NonFiniteLossError, SkipNonFiniteLossHook,
-                                   all_ranks_finite)
+from .atomic_checkpoint_hook import AtomicCheckpointHook, CheckpointSaveError, atomic_write_bytes
+from .non_finite_loss_hook import NonFiniteLossError, SkipNonFiniteLossHook, all_ranks_finite
 from .progress_bar_hook import ProgressBarHook
 from .sampler_state_hook import SamplerStateHook
 

@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Accuracy of the grounding head: phrase -> box (spec section 7)."""
+"""Accuracy of the grounding head: phrase -> box (docs/method.md, section 7)."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -8,8 +8,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import (LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason,
-                    sample_name)
+from .utils import LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason, sample_name
 
 
 @METRICS.register_module()

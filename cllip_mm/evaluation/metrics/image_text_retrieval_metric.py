@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Image-text retrieval recall@k over the whole evaluation set (spec section 7)."""
+"""Image-text retrieval recall@k over the whole evaluation set (docs/method.md, section 7)."""
 from typing import Dict, Hashable, List, Optional, Sequence, Union
 
 import torch
@@ -8,8 +8,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import (LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason,
-                    sample_name)
+from .utils import LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason, sample_name
 
 
 def _group_ids(keys: Sequence[Hashable]) -> torch.Tensor:

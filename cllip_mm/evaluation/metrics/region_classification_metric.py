@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Zero-shot region classification with ground-truth boxes (spec section 7)."""
+"""Zero-shot region classification with ground-truth boxes (docs/method.md, section 7)."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch

@@ -1,15 +1,32 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Weight conversion between cllip_mm and other CLIP code bases (docs/interoperability.md)."""
-from .arch import (CLOC_WEIGHT_MODULES, cloc_heads_cfg, encoder_cfgs_from_model,
-                   encoder_cfgs_from_state_dict, format_config, mlp_ratio_for,
-                   reference_shapes, resize_image_pos_embed)
+from .arch import (
+                   CLOC_WEIGHT_MODULES,
+                   cloc_heads_cfg,
+                   encoder_cfgs_from_model,
+                   encoder_cfgs_from_state_dict,
+                   format_config,
+                   mlp_ratio_for,
+                   reference_shapes,
+                   resize_image_pos_embed,
+)
 from .clip_import import DEFAULT_ACT, SRC_FORMATS, ClipImport, import_clip
-from .hf_clip import (convert_hf_clip, encoder_cfgs_from_hf_config, eos_token_id_for_hf,
-                      eot_token_id_from_hf, export_hf_clip, hf_config_from_encoder_cfgs,
-                      move_token_embedding)
+from .hf_clip import (
+                   convert_hf_clip,
+                   encoder_cfgs_from_hf_config,
+                   eos_token_id_for_hf,
+                   eot_token_id_from_hf,
+                   export_hf_clip,
+                   hf_config_from_encoder_cfgs,
+                   move_token_embedding,
+)
 from .hf_export import HFExport, export_cloc_to_hf, export_image_processor
-from .io import (copy_tokenizer_files, load_hf_pretrained, load_state_dict_file,
-                 save_mmengine_checkpoint)
+from .io import (
+                   copy_tokenizer_files,
+                   load_hf_pretrained,
+                   load_state_dict_file,
+                   save_mmengine_checkpoint,
+)
 from .openai_clip import convert_openai_clip
 from .prompter_io import PrompterBundle, export_prompter, hf_patch_tokens, load_prompter
 from .report import ConversionReport, match_state_dict

@@ -4,8 +4,12 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 
-from .arch import (cloc_heads_cfg, encoder_cfgs_from_state_dict, reference_shapes,
-                   resize_image_pos_embed)
+from .arch import (
+    cloc_heads_cfg,
+    encoder_cfgs_from_state_dict,
+    reference_shapes,
+    resize_image_pos_embed,
+)
 from .hf_clip import convert_hf_clip, encoder_cfgs_from_hf_config
 from .openai_clip import convert_openai_clip
 from .report import ConversionReport, match_state_dict

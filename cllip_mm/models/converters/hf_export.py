@@ -5,8 +5,12 @@ from typing import List, Mapping, NamedTuple, Optional
 import torch
 
 from .arch import encoder_cfgs_from_model
-from .hf_clip import (HF_LEGACY_EOS_TOKEN_ID, export_hf_clip, hf_config_from_encoder_cfgs,
-                      move_token_embedding)
+from .hf_clip import (
+    HF_LEGACY_EOS_TOKEN_ID,
+    export_hf_clip,
+    hf_config_from_encoder_cfgs,
+    move_token_embedding,
+)
 from .prompter_io import export_prompter
 from .tokenizer import export_tokenizer
 

@@ -11,7 +11,7 @@ from mmengine.structures import InstanceData
 
 from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
-from cllip_mm.structures import RegionTextDataSample, SampleList
+from cllip_mm.structures import SampleList
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
 

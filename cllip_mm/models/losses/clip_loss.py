@@ -46,7 +46,7 @@ def gather_pairs(image_embeds: Tensor, text_embeds: Tensor) -> GatheredPairs:
 
 @MODELS.register_module()
 class ClipContrastiveLoss(nn.Module):
-    """CLIP's symmetric InfoNCE over the global batch (spec section 4).
+    """CLIP's symmetric InfoNCE over the global batch (docs/method.md, section 4.1).
 
     ``L = loss_weight * 1/2 [CE(s V T^T, I) + CE(s T V^T, I)]`` with ``s = exp(logit_scale)``
     clamped at ``exp(max_logit_scale)``. The clamp is applied out of place in the forward,

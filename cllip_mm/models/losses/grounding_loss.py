@@ -12,7 +12,7 @@ from .utils import gather_variable_with_grad
 
 @MODELS.register_module()
 class GroundingLoss(nn.Module):
-    """DETR's box loss for text -> box grounding (spec section 4), over all ranks' regions.
+    """DETR's box loss for text -> box grounding (docs/method.md, section 4.4), over all ranks' regions.
 
     ``L = loss_weight * (loss_l1 * sum|b_cxcywh - t_cxcywh| / R + loss_giou * sum(1 - GIoU) / R)``
 

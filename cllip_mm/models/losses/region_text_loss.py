@@ -42,7 +42,7 @@ def phrase_keys(phrases: Sequence[str], device: Optional[torch.device] = None) -
 
 @MODELS.register_module()
 class RegionTextContrastiveLoss(nn.Module):
-    """Multi-positive region-text InfoNCE (spec section 4).
+    """Multi-positive region-text InfoNCE (docs/method.md, section 4.3).
 
     Phrases are identified by ``phrase_keys``: after gathering (scope ``'global'`` or
     ``'image'``), phrase embeddings are de-duplicated by key, keeping the first copy. With

@@ -16,7 +16,7 @@ from .utils import global_value
 
 @MODELS.register_module()
 class SigLipLoss(nn.Module):
-    """SigLIP's pairwise sigmoid loss over the global batch (spec section 4, option).
+    """SigLIP's pairwise sigmoid loss over the global batch (docs/method.md, section 4.2).
 
     With the gathered embeddings ``x_i`` (images) and ``y_j`` (texts) of the ``B_g`` pairs,
     ``z_ij = t * <x_i, y_j> + b``, ``t = exp(logit_scale)`` and ``l_ij = +1`` if ``i == j``

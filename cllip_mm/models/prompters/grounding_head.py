@@ -22,7 +22,7 @@ def token_centres(h: int, w: int, device=None) -> torch.Tensor:
 
 @MODELS.register_module()
 class GroundingHead(BaseModule):
-    """Text embedding -> prompt token -> the Prompter's layers -> box (spec 3.4).
+    """Text embedding -> prompt token -> the Prompter's layers -> box (docs/method.md, section 3.4).
 
     The prompt token is ``Linear(text_embed) + text type embedding``; it goes through the
     *same* :class:`Prompter` layers as box prompts (shared weights), then through

@@ -44,7 +44,7 @@ class PrompterLayer(nn.Module):
 
 @MODELS.register_module()
 class Prompter(BaseModule):
-    """Turns box prompts into region embeddings (spec 3.3).
+    """Turns box prompts into region embeddings (docs/method.md, section 3.3).
 
     1. ``box_embed = MLP(sine(box cxcywh))`` + a learned "box" type embedding;
     2. ``roi = Linear(mean_kxk(RoIAlign(tokens, box)))`` (mmcv's RoIAlign through

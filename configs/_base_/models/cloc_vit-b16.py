@@ -1,4 +1,4 @@
-# CLOC ViT-B/16 at 224 px (spec 3.1): the image and text towers of CLIP ViT-B/16
+# CLOC ViT-B/16 at 224 px (docs/method.md, section 3.1): the image and text towers of CLIP ViT-B/16
 # (OpenAI / open_clip sizes), a one-layer Prompter and the grounding head.
 embed_dim = 512
 vision_width = 768

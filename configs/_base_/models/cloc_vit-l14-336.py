@@ -1,5 +1,5 @@
-# CLOC ViT-L/14 at 336 px (spec 3.1): CLIP ViT-L/14 towers, a one-layer Prompter and the
-# grounding head.
+# CLOC ViT-L/14 at 336 px (docs/method.md, section 3.1): CLIP ViT-L/14 towers, a one-layer
+# Prompter and the grounding head.
 _base_ = ['./cloc_vit-b16.py']
 embed_dim = 768
 vision_width = 1024

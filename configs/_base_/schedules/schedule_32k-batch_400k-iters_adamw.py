@@ -1,4 +1,4 @@
-# Paper-scale schedule (spec 6): global batch 32,768, AdamW (0.9, 0.98).
+# Paper-scale schedule (docs/method.md, section 6): global batch 32,768, AdamW (0.9, 0.98).
 # [paper?] The paper's peak LR, warm-up, weight decay and samples seen (its appendix table A)
 # are not checked here; these are open_clip's published ViT-B/16 values at batch 32k
 # (lr 5e-4, wd 0.2, eps 1e-6, 2k warm-up), run for ~13B samples (400k iterations).

@@ -8,7 +8,7 @@
 cloc_checkpoint = '{{$CLOC_CHECKPOINT:work_dirs/cloc_vit-b16/cloc_mmdet.pth}}'
 cloc_tokenizer = '{{$CLOC_TOKENIZER:data/tokenizers/clip}}'
 
-# CLIP's mean / std on the 0-255 scale (spec section 2); pipelines carry BGR.
+# CLIP's mean / std on the 0-255 scale (docs/method.md, section 2); pipelines carry BGR.
 cloc_data_preprocessor = dict(
     type='DetDataPreprocessor',
     mean=[122.7709383, 116.7460125, 104.09373615],

@@ -6,8 +6,8 @@
 #
 # Proposals: a pickle {'<dir>/<file>': {'bboxes', 'scores'}} for val2017, e.g. dumped by
 # mmdet's DumpProposals metric from an RPN trained on the 48 base classes. With
-# `model.box_source='gt'` the ground-truth boxes are classified instead (spec section 7's
-# region classification protocol).
+# `model.box_source='gt'` the ground-truth boxes are classified instead (the region
+# classification protocol of docs/method.md, section 7).
 #
 # Run: python $MMDET/tools/test.py THIS_CONFIG CONVERTED_CLOC_CHECKPOINT
 # (the converted checkpoint holds backbone.vit.*, prompter.*, language_model.* and

@@ -5,9 +5,11 @@ import copy
 import numpy as np
 import pytest
 
-from cllip_mm.datasets.transforms import (RandomFlipWithPhrases,
-                                          RandomResizedCropWithRegions, SampleRegions,
-                                          swap_left_right)
+from cllip_mm.datasets.transforms import (
+    RandomFlipWithPhrases,
+    RandomResizedCropWithRegions,
+    swap_left_right,
+)
 from cllip_mm.registry import TRANSFORMS
 
 

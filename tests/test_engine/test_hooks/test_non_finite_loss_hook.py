@@ -4,13 +4,11 @@ is counted and logged; N in a row stop training; all processes skip together."""
 import itertools
 import json
 import os.path as osp
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
+from dist_utils import run_in_processes
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
@@ -116,36 +114,29 @@ class _Runner:
         self.message_hub = MessageHub.get_instance(f'nonfinite_dist_{next(_ids)}')
 
 
-def _worker(rank, world_size, port, out_file):
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                            rank=rank, world_size=world_size)
-    try:
-        torch.manual_seed(0)
-        model = nn.parallel.DistributedDataParallel(nn.Linear(3, 1))
-        wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
-        SkipNonFiniteLossHook().before_train(_Runner(wrapper))
-        before = model.module.weight.detach().clone()
-        x = torch.ones(2, 3) * (rank + 1)
-        loss = model(x).sum()
-        if rank == 1:
-            loss = loss * float('nan')  # only rank 1 sees a NaN
-        wrapper.update_params(loss)  # both must skip, or rank 0 hangs in all-reduce
-        skipped = torch.equal(model.module.weight.detach(), before)
-        wrapper.update_params(model(x).sum())  # a finite step then runs everywhere
-        weights = model.module.weight.detach().flatten().tolist()
-        with open(out_file.format(rank), 'w') as f:
-            json.dump(dict(skipped=skipped, weights=weights), f)
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world_size, out_file):
+    torch.manual_seed(0)
+    model = nn.parallel.DistributedDataParallel(nn.Linear(3, 1))
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    SkipNonFiniteLossHook().before_train(_Runner(wrapper))
+    before = model.module.weight.detach().clone()
+    x = torch.ones(2, 3) * (rank + 1)
+    loss = model(x).sum()
+    if rank == 1:
+        loss = loss * float('nan')  # only rank 1 sees a NaN
+    wrapper.update_params(loss)  # both must skip, or rank 0 hangs in all-reduce
+    skipped = torch.equal(model.module.weight.detach(), before)
+    wrapper.update_params(model(x).sum())  # a finite step then runs everywhere
+    weights = model.module.weight.detach().flatten().tolist()
+    with open(out_file.format(rank), 'w') as f:
+        json.dump(dict(skipped=skipped, weights=weights), f)
 
 
 def test_all_processes_skip_together(tmp_path):
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     out_file = str(tmp_path / 'rank{}.json')
-    mp.start_processes(_worker, args=(2, port, out_file), nprocs=2, join=True,
-                       start_method='fork')
+    # a rank that does not skip waits in DDP's all-reduce: the collective timeout
+    # (dist_utils) turns that into an error instead of a hang
+    run_in_processes(_worker, args=(out_file, ), tmp_dir=tmp_path, collective_timeout=30)
     results = [json.load(open(out_file.format(r))) for r in range(2)]
     assert results[0]['skipped'] and results[1]['skipped']
     assert results[0]['weights'] == results[1]['weights']

@@ -2,17 +2,18 @@
 """The metrics in a 2-process (gloo, CPU) evaluation equal a 1-process one."""
 import json
 import os.path as osp
-import socket
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from dist_utils import run_in_processes
 from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
 from mmengine.structures import InstanceData
 
-from cllip_mm.evaluation import (GroundingMetric, ImageTextRetrievalMetric,
-                                 RegionClassificationMetric)
+from cllip_mm.evaluation import (
+    GroundingMetric,
+    ImageTextRetrievalMetric,
+    RegionClassificationMetric,
+)
 from cllip_mm.structures import RegionTextDataSample
 
 NUM_SAMPLES = 7  # odd: the sampler pads rank 1 with a copy of sample 0
@@ -61,27 +62,19 @@ def evaluate(samples, batch_size=2):
     return evaluator.evaluate(NUM_SAMPLES)
 
 
-def _worker(rank, world_size, port, out_file):
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                            rank=rank, world_size=world_size)
-    try:
-        dataset = make_dataset()
-        shard = [dataset[i] for i in DefaultSampler(dataset, shuffle=False)]
-        metrics = evaluate(shard)  # broadcast to every rank by the Evaluator
-        if rank == 0:
-            with open(out_file, 'w') as f:
-                json.dump(metrics, f)
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world_size, out_file):
+    dataset = make_dataset()
+    shard = [dataset[i] for i in DefaultSampler(dataset, shuffle=False)]
+    metrics = evaluate(shard)  # broadcast to every rank by the Evaluator
+    if rank == 0:
+        with open(out_file, 'w') as f:
+            json.dump(metrics, f)
 
 
 def test_two_processes_equal_one(tmp_path):
     expected = evaluate(make_dataset())
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     out_file = osp.join(tmp_path, 'metrics.json')
-    mp.spawn(_worker, args=(2, port, out_file), nprocs=2, join=True)
+    run_in_processes(_worker, args=(out_file, ), tmp_dir=tmp_path)
     with open(out_file) as f:
         got = json.load(f)
     assert got == expected

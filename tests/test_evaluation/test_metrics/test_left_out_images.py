@@ -3,17 +3,18 @@
 in every metric's report and change nothing else, in 1 and 2 processes."""
 import json
 import os.path as osp
-import socket
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from dist_utils import run_in_processes
 from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
 from test_distributed_metrics import make_dataset
 
-from cllip_mm.evaluation import (GroundingMetric, ImageTextRetrievalMetric,
-                                 RegionClassificationMetric)
+from cllip_mm.evaluation import (
+    GroundingMetric,
+    ImageTextRetrievalMetric,
+    RegionClassificationMetric,
+)
 
 LEFT_OUT = (1, 4)
 
@@ -75,31 +76,21 @@ def test_everything_left_out():
     assert metrics['retrieval/num_images_left_out'] == len(samples)
 
 
-def _worker(rank, world_size, port, out_file):
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                            rank=rank, world_size=world_size)
-    try:
-        dataset = marked_dataset()
-        shard = [dataset[i] for i in DefaultSampler(dataset, shuffle=False)]
-        evaluator = Evaluator([RegionClassificationMetric(topk=(1, 2)),
-                               ImageTextRetrievalMetric(topk=(1, 2)), GroundingMetric()])
-        evaluator.process(shard)
-        metrics = evaluator.evaluate(len(dataset))
-        if rank == 0:
-            with open(out_file, 'w') as f:
-                json.dump(metrics, f)
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world_size, out_file):
+    dataset = marked_dataset()
+    shard = [dataset[i] for i in DefaultSampler(dataset, shuffle=False)]
+    evaluator = Evaluator([RegionClassificationMetric(topk=(1, 2)),
+                           ImageTextRetrievalMetric(topk=(1, 2)), GroundingMetric()])
+    evaluator.process(shard)
+    metrics = evaluator.evaluate(len(dataset))
+    if rank == 0:
+        with open(out_file, 'w') as f:
+            json.dump(metrics, f)
 
 
 def test_two_processes_equal_one(tmp_path):
     expected = evaluate(marked_dataset())
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     out_file = osp.join(tmp_path, 'metrics.json')
-    # fork: the children need nothing re-imported (spawn costs seconds per process)
-    mp.start_processes(_worker, args=(2, port, out_file), nprocs=2, join=True,
-                       start_method='fork')
+    run_in_processes(_worker, args=(out_file, ), tmp_dir=tmp_path)
     with open(out_file) as f:
         assert json.load(f) == expected

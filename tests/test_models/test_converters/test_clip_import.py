@@ -6,11 +6,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from tiny_clip import (EOT_ID, SOT_ID, TEXTS, TOKENIZER_VOCAB, hf_embeddings, load_tool,
-                       save_hf_clip, tiny_hf_clip)
+from tiny_clip import (
+    EOT_ID,
+    SOT_ID,
+    TEXTS,
+    TOKENIZER_VOCAB,
+    hf_embeddings,
+    load_tool,
+    save_hf_clip,
+    tiny_hf_clip,
+)
 
-from cllip_mm.models.converters import (ConversionReport, convert_hf_clip,
-                                        convert_openai_clip, import_clip, reference_shapes)
+from cllip_mm.models.converters import (
+    ConversionReport,
+    convert_hf_clip,
+    convert_openai_clip,
+    import_clip,
+    reference_shapes,
+)
 from cllip_mm.models.tokenizers import HFTokenizer
 from cllip_mm.registry import MODELS
 from cllip_mm.utils import register_all_modules

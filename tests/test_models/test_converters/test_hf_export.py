@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from tiny_clip import EOT_ID, TEXTS, hf_embeddings, load_tool, tiny_hf_clip
 
-from cllip_mm.models.converters import (format_config, hf_patch_tokens, import_clip,
-                                        load_prompter)
+from cllip_mm.models.converters import format_config, hf_patch_tokens, import_clip, load_prompter
 from cllip_mm.models.tokenizers import HFTokenizer, build_word_level_tokenizer
 from cllip_mm.registry import MODELS
 from cllip_mm.utils import register_all_modules

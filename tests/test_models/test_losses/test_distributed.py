@@ -5,19 +5,16 @@ Each rank gets part of a fixed batch (different numbers of images, regions and p
 rank, "dog" on both ranks, one split with a rank holding no region at all). Embeddings come
 from a small nn.Linear shared through DistributedDataParallel; the loss values and the
 DDP-averaged gradients of the Linear and of the loss parameters must match the one-process
-run (computed in each worker before the process group exists). The contrastive losses run
+run (computed in the parent process, which has no process group). The contrastive losses run
 in both forms: open_clip's local form (``local_loss=True``, each rank computes its rows of
 the logits and its share of the loss) and the global form (every rank the whole loss).
 """
 import gc
-import socket
-from datetime import timedelta
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
+from dist_utils import run_in_processes
 from torch.nn.parallel import DistributedDataParallel
 
 from cllip_mm.models.losses import GroundingLoss, phrase_keys
@@ -108,10 +105,9 @@ def run_once(model, batch):
     return loss.detach(), {n: p.grad.clone() for n, p in module.named_parameters()}
 
 
-def _worker(rank, port):
-    torch.set_num_threads(1)
+def one_process_references():
+    """{(rank, split, loss index): (loss, grads)} of one process on the whole batch."""
     data = make_data()
-    # One-process references, before any process group exists.
     references = {}
     for split, (rank_images, extra_rank) in SPLITS.items():
         whole = make_batch(data, [0, 1, 2, 3], ['bird'])
@@ -122,50 +118,46 @@ def _worker(rank, port):
                 # Per-rank losses; DDP averages the gradients of the two ranks.
                 runs = [run_once(Toy(cfg), half) for half in halves]
                 grads = {n: sum(g[n] for _, g in runs) / WORLD_SIZE for n in runs[0][1]}
-                references[split, i] = (runs[rank][0], grads)
+                for rank in range(WORLD_SIZE):
+                    references[rank, split, i] = (runs[rank][0], grads)
             else:
-                references[split, i] = run_once(Toy(cfg), whole)
-
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                            world_size=WORLD_SIZE, timeout=timedelta(seconds=60))
-    try:
-        # The helpers themselves: variable sizes, with and without grad.
-        local = (torch.arange(3. * (2 - rank)) + 10 * rank).reshape(-1, 3).requires_grad_()
-        gathered = gather_variable_with_grad(local)  # rank 0: 2 rows, rank 1: 1 row
-        assert gathered.tolist() == [[0, 1, 2], [3, 4, 5], [10, 11, 12]]
-        (gathered * torch.arange(1., 4.)[:, None]).sum().backward()
-        # Each row gets its global weight (1, 2 | 3), summed over the 2 ranks.
-        expected = [[2.] * 3, [4.] * 3] if rank == 0 else [[6.] * 3]
-        assert local.grad.tolist() == expected
-        ints = gather_variable_with_grad(torch.tensor([7 + rank] * (rank + 1)))
-        assert ints.dtype == torch.long and ints.tolist() == [7, 8, 8]
-
-        for split, (rank_images, extra_rank) in SPLITS.items():
-            batch = make_batch(data, rank_images[rank], ['bird'] if rank == extra_rank else [])
-            for i, cfg in enumerate(LOSSES):
-                model = DistributedDataParallel(Toy(cfg))
-                loss, grads = run_once(model, batch)
-                ref_loss, ref_grads = references[split, i]
-                where = f'rank {rank}, split {split}, loss {cfg}'
-                torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5, msg=where)
-                assert set(grads) == set(ref_grads), where
-                for name, grad in grads.items():
-                    torch.testing.assert_close(
-                        grad, ref_grads[name], atol=1e-5, rtol=1e-5,
-                        msg=lambda m, n=name: f'{where}, grad of {n}: {m}')
-                # Free DDP's reducer while the process group lives: destroying it at
-                # interpreter exit can deadlock in ~ProcessGroupGloo.
-                del model
-                gc.collect()
-    finally:
-        dist.destroy_process_group()
+                for rank in range(WORLD_SIZE):
+                    references[rank, split, i] = run_once(Toy(cfg), whole)
+    return references
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+def _worker(rank, world_size, references):
+    data = make_data()
+    # The helpers themselves: variable sizes, with and without grad.
+    local = (torch.arange(3. * (2 - rank)) + 10 * rank).reshape(-1, 3).requires_grad_()
+    gathered = gather_variable_with_grad(local)  # rank 0: 2 rows, rank 1: 1 row
+    assert gathered.tolist() == [[0, 1, 2], [3, 4, 5], [10, 11, 12]]
+    (gathered * torch.arange(1., 4.)[:, None]).sum().backward()
+    # Each row gets its global weight (1, 2 | 3), summed over the 2 ranks.
+    expected = [[2.] * 3, [4.] * 3] if rank == 0 else [[6.] * 3]
+    assert local.grad.tolist() == expected
+    ints = gather_variable_with_grad(torch.tensor([7 + rank] * (rank + 1)))
+    assert ints.dtype == torch.long and ints.tolist() == [7, 8, 8]
+
+    for split, (rank_images, extra_rank) in SPLITS.items():
+        batch = make_batch(data, rank_images[rank], ['bird'] if rank == extra_rank else [])
+        for i, cfg in enumerate(LOSSES):
+            model = DistributedDataParallel(Toy(cfg))
+            loss, grads = run_once(model, batch)
+            ref_loss, ref_grads = references[rank, split, i]
+            where = f'rank {rank}, split {split}, loss {cfg}'
+            torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5, msg=where)
+            assert set(grads) == set(ref_grads), where
+            for name, grad in grads.items():
+                torch.testing.assert_close(
+                    grad, ref_grads[name], atol=1e-5, rtol=1e-5,
+                    msg=lambda m, n=name: f'{where}, grad of {n}: {m}')
+            # Free DDP's reducer while the process group lives: destroying it at
+            # interpreter exit can deadlock in ~ProcessGroupGloo.
+            del model
+            gc.collect()
 
 
-def test_two_gloo_processes_match_one_process():
-    mp.spawn(_worker, args=(_free_port(), ), nprocs=WORLD_SIZE, join=True)
+def test_two_gloo_processes_match_one_process(tmp_path):
+    run_in_processes(_worker, args=(one_process_references(), ), world_size=WORLD_SIZE,
+                     tmp_dir=tmp_path)
