@@ -28,7 +28,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from cllip_mm.datasets.synthetic import all_phrases
-from cllip_mm.models.detectors.cloc import pack_regions
+from cllip_mm.models.multimodal.cloc import pack_regions
 from cllip_mm.models.layers import boxes_to_rois, roi_align
 from cllip_mm.models.losses import phrase_keys
 from cllip_mm.registry import DATASETS, MODELS

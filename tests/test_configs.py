@@ -63,7 +63,7 @@ TASK_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'benchmarks', '_base_'
 def test_benchmark_config_parses(path):
     """Every benchmark config names registered components and valid model outputs."""
     from cllip_mm.datasets.class_names import get_templates
-    from cllip_mm.models.detectors.cloc import TEST_OUTPUTS
+    from cllip_mm.models.multimodal.cloc import TEST_OUTPUTS
     from cllip_mm.registry import DATASETS, HOOKS, METRICS
     cfg = Config.fromfile(path)
     test_cfg = cfg.model.test_cfg if 'model' in cfg else cfg.model_test_cfg

@@ -18,7 +18,7 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
-from cllip_mm.models.detectors.cloc import pack_regions
+from cllip_mm.models.multimodal.cloc import pack_regions
 from cllip_mm.registry import TRANSFORMS, VISUALIZERS
 from cllip_mm.structures import RegionTextDataSample
 from cllip_mm.utils import register_all_modules

@@ -8,7 +8,7 @@ from mmdet.models.layers.transformer.utils import MLP
 from mmengine.model import BaseModule
 
 from cllip_mm.registry import MODELS
-from .prompter import Prompter
+from ..prompters import Prompter
 
 
 @MODELS.register_module()
