@@ -34,7 +34,7 @@ from cllip_mm.models.losses import phrase_keys
 from cllip_mm.registry import DATASETS, MODELS
 from cllip_mm.utils import register_all_modules
 
-CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py'
+CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py'
 VARIANTS = {
     'final': dict(roi_sources=('final', ), context_sources=('final', )),
     'patch_embed': dict(roi_sources=('patch_embed', ), context_sources=('final', 'patch_embed')),

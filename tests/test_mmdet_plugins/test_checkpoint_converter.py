@@ -63,7 +63,7 @@ def test_tool_end_to_end(cloc_checkpoint, tmp_path, tiny_env, capsys, repo_root,
     tool = load_tool('tools/model_converters/cllip_to_mmdet.py')
     dst = str(tmp_path / 'out.pth')
     config = osp.join(repo_root, 'configs/downstream/ov_coco/'
-                      'grounding-dino_cloc-vit-tiny-p8_ov-synthetic_tiny.py')
+                      'grounding-dino_cloc-vit-tiny-p8_1xb2-4it_ov-synthetic.py')
     assert tool.main([cloc_checkpoint, dst, '--config', config, '--img-size', '128']) == 0
     assert 'interpolated by ClocViT when loaded' in capsys.readouterr().out
     assert tool.main([cloc_checkpoint, dst, '--config', config, '--cfg-options',

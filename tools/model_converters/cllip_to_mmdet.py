@@ -17,7 +17,7 @@ Examples::
     # resize it once for a fixed detection input size, and check the keys against the
     # detector of a config (missing / unexpected / shape mismatches)
     python tools/model_converters/cllip_to_mmdet.py work_dirs/cloc/iter_600.pth cloc_mmdet.pth \
-        --img-size 1024 --config configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_ov-coco-48-17.py
+        --img-size 1024 --config configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py
 
 Exit status: 0 when every converted tensor fits (with ``--config``: no missing,
 unexpected or mis-shaped key under the converted prefixes), 1 otherwise.

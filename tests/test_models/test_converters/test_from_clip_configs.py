@@ -11,7 +11,7 @@ from cllip_mm.models.backbones import VisionTransformer
 from cllip_mm.models.converters import encoder_cfgs_from_hf_config, format_config, import_clip
 from cllip_mm.models.text_encoders import TextTransformer
 
-FROM_OPENAI = osp.join(REPO, 'configs', 'cloc', 'cloc_vit-b16_8x128_10k_region-text_from-openai-clip.py')
+FROM_OPENAI = osp.join(REPO, 'configs', 'cloc', 'cloc_vit-b16_openai-clip-pre_8xb128-10k_region-text.py')
 
 
 def openai_vit_b16_hf_config():

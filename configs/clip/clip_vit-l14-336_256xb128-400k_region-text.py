@@ -1,6 +1,6 @@
-# The CLIP baseline of configs/cloc/cloc_vit-l14-336_256x128_400k_region-text.py: the same towers, data
+# The CLIP baseline of configs/cloc/cloc_vit-l14-336_256xb128-400k_region-text.py: the same towers, data
 # and recipe with the region terms off (spec 7: regions evaluated by crop-and-encode).
-_base_ = ['../cloc/cloc_vit-l14-336_256x128_400k_region-text.py']
+_base_ = ['../cloc/cloc_vit-l14-336_256xb128-400k_region-text.py']
 model = dict(
     prompter=None,
     grounding_head=None,

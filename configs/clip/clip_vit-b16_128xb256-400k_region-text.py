@@ -1,7 +1,6 @@
-# The control of configs/cloc/cloc_vit-tiny-p8_1x64_200it_synthetic_from-clip.py: the demo
-# CLIP checkpoint continues for the same 200 iterations with the CLIP loss alone.
-_base_ = ['../cloc/cloc_vit-tiny-p8_1x64_200it_synthetic_from-clip.py']
-
+# The CLIP baseline of configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py: the same towers, data
+# and recipe with the region terms off (spec 7: regions evaluated by crop-and-encode).
+_base_ = ['../cloc/cloc_vit-b16_128xb256-400k_region-text.py']
 model = dict(
     prompter=None,
     grounding_head=None,

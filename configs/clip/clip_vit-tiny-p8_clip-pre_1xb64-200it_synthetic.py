@@ -1,6 +1,7 @@
-# The CLIP baseline of configs/cloc/cloc_vit-b16_128x256_400k_region-text.py: the same towers, data
-# and recipe with the region terms off (spec 7: regions evaluated by crop-and-encode).
-_base_ = ['../cloc/cloc_vit-b16_128x256_400k_region-text.py']
+# The control of configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py: the demo
+# CLIP checkpoint continues for the same 200 iterations with the CLIP loss alone.
+_base_ = ['../cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py']
+
 model = dict(
     prompter=None,
     grounding_head=None,
