@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from cllip_mm.models.backbones import VisionTransformer, ViTOutput
-from cllip_mm.models.layers import resize_pos_embed
+from cllip_mm.models.layers import resize_pos_embed, square_grid
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -165,16 +165,16 @@ class ClocViT(BaseModule):
             src = state_dict[key]
             dst = self.vit.positional_embedding
             if src.shape != dst.shape and src.dim() == 2 and src.shape[1] == dst.shape[1]:
-                side = math.isqrt(src.shape[0] - 1)
-                if side * side != src.shape[0] - 1:
-                    raise ValueError(
-                        f'{key}: cannot infer the patch grid of an embedding with '
-                        f'{src.shape[0] - 1} grid tokens (not a square); convert the '
-                        'checkpoint with tools/model_converters/cllip_to_mmdet.py '
-                        '--img-size H W')
-                state_dict[key] = resize_pos_embed(src, (side, side), self.vit.grid_size)
-                print_log(f'{key}: resized the position embedding from a {side}x{side} '
-                          f'to a {self.vit.grid_size[0]}x{self.vit.grid_size[1]} grid',
+                try:
+                    src_grid = square_grid(src, name=key)
+                except ValueError as error:
+                    raise ValueError(f'{error}; convert the checkpoint with '
+                                     'tools/model_converters/cllip_to_mmdet.py --img-size H W'
+                                     ) from error
+                state_dict[key] = resize_pos_embed(src, src_grid, self.vit.grid_size)
+                print_log(f'{key}: resized the position embedding from a '
+                          f'{src_grid[0]}x{src_grid[1]} to a '
+                          f'{self.vit.grid_size[0]}x{self.vit.grid_size[1]} grid',
                           logger='current')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)

@@ -34,8 +34,9 @@ try:
     import cllip_mm  # noqa: F401
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-from cllip_mm.mmdet_plugins.checkpoint_converter import (  # noqa: E402
-    PART_PREFIXES, check_against_model, convert_cllip_state_dict, load_cllip_state_dict)
+from cllip_mm.models.converters import (  # noqa: E402
+    PART_PREFIXES, check_against_model, convert_cllip_state_dict, converted_parts,
+    load_cllip_state_dict)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,10 +101,10 @@ def main(argv=None) -> int:
 
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     meta = dict(source=osp.abspath(args.src), converter='tools/model_converters/cllip_to_mmdet.py',
-                parts=list(report.converted), img_size=list(img_size) if img_size else None)
+                parts=list(converted_parts(report)), img_size=list(img_size) if img_size else None)
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
     print(f'{args.src} -> {args.dst}')
-    print(report.format())
+    print(report.summary())
     return 0 if report.ok else 1
 
 
