@@ -20,7 +20,7 @@ from mmengine.structures import InstanceData, PixelData
 
 from cllip_mm.models.multimodal.cloc import pack_regions
 from cllip_mm.registry import TRANSFORMS, VISUALIZERS
-from cllip_mm.structures import RegionTextDataSample
+from cllip_mm.structures import RegionTextDataSample, denormalize_boxes, normalize_boxes
 from cllip_mm.utils import register_all_modules
 from cllip_mm.visualization import RegionTextVisualizer
 from .hf_model import cloc_from_hf_dir, is_hf_dir
@@ -63,8 +63,7 @@ def _grid_boxes(input_hw: Tuple[int, int], patch_size: int, window: float) -> to
     cy, cx = torch.meshgrid(ys, xs, indexing='ij')
     half = window * patch_size / 2
     boxes = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=-1).reshape(-1, 4)
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    return (boxes / scale).clamp(0, 1)
+    return normalize_boxes(boxes, input_hw)
 
 
 class RegionInferencer(BaseInferencer):
@@ -362,12 +361,11 @@ class RegionInferencer(BaseInferencer):
         if valid.any():
             regions = F.normalize(self.model.prompter(vit.patch_tokens, boxes, vit.patch_embeds), dim=-1)
             scores[valid] = (regions[valid] * phrase_embeds).sum(-1)
-        h, w = inputs.shape[-2:]
-        pixels = inputs.new_tensor([w, h, w, h])
+        pixels = denormalize_boxes(boxes, inputs.shape[-2:])
         for i, sample in enumerate(samples):
             n = len(texts[i])
             sample.pred_regions = InstanceData(
-                bboxes=self._to_original(boxes[i, :n] * pixels, sample), scores=scores[i, :n],
+                bboxes=self._to_original(pixels[i, :n], sample), scores=scores[i, :n],
                 phrases=texts[i])
 
     def _forward_similarity(self, inputs, samples, window: float, mode: str) -> None:

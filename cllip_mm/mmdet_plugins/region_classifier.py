@@ -15,6 +15,7 @@ from torch import Tensor
 
 from cllip_mm.models.backbones import ViTOutput
 from cllip_mm.models.layers import batched_nms
+from cllip_mm.structures import pad_boxes
 
 from .utils import build_cllip_module
 
@@ -199,17 +200,11 @@ class ClocRegionClassifier(BaseDetector):
     def region_embeddings(self, batch_inputs: Tensor, boxes: List[Tensor]) -> Tensor:
         """L2-normalised region embeddings [B, Kmax, D] of per-image boxes (xyxy pixels
         of the network input), zero rows for padding."""
-        h, w = batch_inputs.shape[-2:]
-        k_max = max((len(b) for b in boxes), default=0)
-        embed_dim = self.prompter.embed_dim
-        if k_max == 0:
-            return batch_inputs.new_zeros(len(boxes), 0, embed_dim)
-        padded = batch_inputs.new_zeros(len(boxes), k_max, 4)
-        scale = batch_inputs.new_tensor([w, h, w, h])
-        for i, b in enumerate(boxes):
-            padded[i, :len(b)] = b.to(padded) / scale
+        padded, _ = pad_boxes(boxes, batch_inputs.shape[-2:], batch_inputs.device)
+        if padded.shape[1] == 0:
+            return batch_inputs.new_zeros(len(boxes), 0, self.prompter.embed_dim)
         vit = self.extract_feat(batch_inputs)
-        regions = self.prompter(vit.patch_tokens, padded.clamp(0, 1), vit.patch_embeds)
+        regions = self.prompter(vit.patch_tokens, padded.to(batch_inputs.dtype), vit.patch_embeds)
         return F.normalize(regions, dim=-1)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
