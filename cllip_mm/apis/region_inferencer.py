@@ -19,6 +19,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
 from cllip_mm.models.multimodal.cloc import pack_regions
+from cllip_mm.models.utils import ensemble_class_embeddings
 from cllip_mm.registry import TRANSFORMS, VISUALIZERS
 from cllip_mm.structures import RegionTextDataSample, denormalize_boxes, normalize_boxes
 from cllip_mm.utils import register_all_modules
@@ -317,9 +318,8 @@ class RegionInferencer(BaseInferencer):
                 raise ValueError(f"template {t!r} has no '{{}}' for the name")
         key = (tuple(vocabulary), templates)
         if key not in self._text_cache:
-            per_template = torch.stack([
-                self.model.embed_phrases([t.format(v) for v in vocabulary]) for t in templates])
-            self._text_cache = {key: F.normalize(per_template.mean(0), dim=-1)}
+            self._text_cache = {
+                key: ensemble_class_embeddings(self.model.embed_phrases, vocabulary, templates)}
         return self._text_cache[key]
 
     def region_logit_scale(self) -> float:

@@ -6,3 +6,4 @@ from .multimodal import *  # noqa: F401,F403
 from .prompters import *  # noqa: F401,F403
 from .text_encoders import *  # noqa: F401,F403
 from .tokenizers import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403

@@ -5,7 +5,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
@@ -15,6 +14,7 @@ from cllip_mm.structures import (RegionTextDataSample, SampleList, denormalize_b
                                  padding_mask)
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
+from ..utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
 
 #: What ``CLOC.predict`` can write into each data sample:
 #:
@@ -61,7 +61,7 @@ def pack_regions(data_samples: SampleList, input_hw: Tuple[int, int],
 
 
 @MODELS.register_module()
-class CLOC(BaseModel):
+class CLOC(ClassEmbeddingCacheMixin, BaseModel):
     """Contrastive Localized Language-Image Pre-training.
 
     The total loss is ``loss_clip + loss_region + loss_ground`` (each loss module holds
@@ -159,7 +159,6 @@ class CLOC(BaseModel):
             raise ValueError(f'test_cfg.outputs: unknown {sorted(bad)}; choose from {TEST_OUTPUTS}')
         templates = test_cfg.get('prompt_templates') or (vocabulary_template, )
         self.test_cfg = dict(outputs=outputs, prompt_templates=get_templates(templates))
-        self._class_embed_cache: Dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ inference API
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -328,27 +327,10 @@ class CLOC(BaseModel):
         ensemble). Cached per (names, templates, context) until the next ``train()``
         or state-dict load."""
         templates = self.test_cfg['prompt_templates']
-        key = (tuple(names), templates, context_length)
-        if key not in self._class_embed_cache:
-            texts = [t.format(n) for n in names for t in templates]
-            if len(texts) > 4096:
-                print_log(f'CLOC: embedding {len(names)} class names x {len(templates)} '
-                          'prompt templates', logger='current')
-            embeds = torch.cat([
-                self.embed_texts(texts[i:i + 1024], context_length)
-                for i in range(0, len(texts), 1024)
-            ])
-            embeds = embeds.unflatten(0, (len(names), len(templates))).mean(1)
-            self._class_embed_cache[key] = F.normalize(embeds, dim=-1)
-        return self._class_embed_cache[key]
-
-    def train(self, mode: bool = True):
-        self._class_embed_cache = {}
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        self._class_embed_cache = {}
-        super()._load_from_state_dict(*args, **kwargs)
+        return self.cached_class_embeddings(
+            (tuple(names), templates, context_length),
+            lambda: ensemble_class_embeddings(
+                lambda texts: self.embed_texts(texts, context_length), names, templates))
 
     def predict(self, inputs: torch.Tensor, data_samples: SampleList) -> SampleList:
         """Fill the fields of ``test_cfg.outputs`` (see :data:`TEST_OUTPUTS` and
