@@ -1,7 +1,7 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Pretrain -> convert -> fine-tune, end to end through MMDetection's own tools.
 
-For every tiny downstream config (configs/downstream/*/*_tiny.py) this runs, each in a
+For every tiny downstream config (configs/downstream/*/*vit-tiny-p8*.py) this runs, each in a
 subprocess: mmdet's ``tools/train.py`` for a few iterations (Grounding DINO configs)
 and ``tools/test.py`` (on the fine-tuned checkpoint, or on the converted one for the
 zero-shot Prompter config), from a tiny CLOC checkpoint converted by
@@ -10,7 +10,7 @@ printed and prints one JSON document with the metrics and wall times.
 
     python benchmarks/mmdet_downstream_e2e.py                 # random tiny CLOC, new data
     python benchmarks/mmdet_downstream_e2e.py \\
-        --cloc-checkpoint work_dirs/cloc_vit-tiny-p8_1x64_600it_synthetic/iter_600.pth \\
+        --cloc-checkpoint work_dirs/cloc_vit-tiny-p8_1xb64-600it_synthetic/iter_600.pth \\
         --data-root data/cloc_demo --iters 200
 
 Exit status 1 if a step fails or a metric name is missing.
@@ -28,11 +28,11 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 CONFIGS = {
-    'ov_coco': ('configs/downstream/ov_coco/grounding-dino_cloc-vit-tiny-p8_ov-synthetic_tiny.py',
+    'ov_coco': ('configs/downstream/ov_coco/grounding-dino_cloc-vit-tiny-p8_1xb2-4it_ov-synthetic.py',
                 ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP')),
-    'refexp': ('configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_refexp-synthetic_tiny.py',
+    'refexp': ('configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_1xb2-4it_refexp-synthetic.py',
                ('refexp/refcoco_precision@1', 'refexp/mean_precision')),
-    'ov_region_cls': ('configs/downstream/ov_region_cls/cloc-prompter_zeroshot_ov-synthetic_tiny.py',
+    'ov_region_cls': ('configs/downstream/ov_region_cls/cloc-prompter_vit-tiny-p8_zeroshot_ov-synthetic.py',
                       ('coco/novel_ap50', 'coco/base_ap50', 'coco/bbox_mAP')),
 }
 TINY_CLOC_CFG = 'configs/_base_/models/cloc_vit-tiny-p8.py'

@@ -2,9 +2,9 @@
 """Regenerate the README pictures from the demo checkpoints and the demo data.
 
     python demo/make_readme_figures.py \\
-        --config configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py \\
+        --config configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py \\
         --weights work_dirs/demo/cloc/iter_600.pth \\
-        --baseline-config configs/clip/clip_vit-tiny-p8_1x64_600it_synthetic.py \\
+        --baseline-config configs/clip/clip_vit-tiny-p8_1xb64-600it_synthetic.py \\
         --baseline-weights work_dirs/demo/clip/iter_600.pth \\
         --data-root data/cloc_demo --out-dir docs/figures
 
@@ -41,7 +41,7 @@ from cllip_mm.utils import register_all_modules  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Write the README pictures (docs/figures)')
-    parser.add_argument('--config', default='configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py')
+    parser.add_argument('--config', default='configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py')
     parser.add_argument('--weights', default='work_dirs/demo/cloc/iter_600.pth')
     parser.add_argument('--baseline-config', help='CLIP baseline config (adds a row to region_labels)')
     parser.add_argument('--baseline-weights', help='CLIP baseline checkpoint')

@@ -32,7 +32,7 @@ def test_config_parses(path):
 
 
 def test_vit_b16_builds_with_clip_parameter_counts():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/cloc/cloc_vit-b16_128x256_400k_region-text.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py'))
     image_encoder = MODELS.build(cfg.model.image_encoder)
     text_encoder = MODELS.build(dict(cfg.model.text_encoder, eot_token_id=None))
     # OpenAI's CLIP ViT-B/16: 86,192,640 (visual) + 63,428,096 (text) + 1 (logit scale).
@@ -46,7 +46,7 @@ def test_vit_b16_builds_with_clip_parameter_counts():
 
 
 def test_vit_l14_336_image_encoder_size():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/cloc/cloc_vit-l14-336_256x128_400k_region-text.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/cloc/cloc_vit-l14-336_256xb128-400k_region-text.py'))
     image_encoder = MODELS.build(cfg.model.image_encoder)
     # OpenAI's ViT-L/14@336px visual tower: 304,293,888 parameters.
     assert count(image_encoder) == 304_293_888
@@ -63,7 +63,7 @@ TASK_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'benchmarks', '_base_'
 def test_benchmark_config_parses(path):
     """Every benchmark config names registered components and valid model outputs."""
     from cllip_mm.datasets.class_names import get_templates
-    from cllip_mm.models.detectors.cloc import TEST_OUTPUTS
+    from cllip_mm.models.multimodal.cloc import TEST_OUTPUTS
     from cllip_mm.registry import DATASETS, HOOKS, METRICS
     cfg = Config.fromfile(path)
     test_cfg = cfg.model.test_cfg if 'model' in cfg else cfg.model_test_cfg

@@ -7,7 +7,7 @@
     bash tools/dist_benchmark.sh CONFIG CHECKPOINT 8 --tasks ...   # torchrun, N processes
 
 CONFIG is the model's config (the one it was trained with, e.g.
-configs/cloc/cloc_vit-b16_128x256_400k_region-text.py); each task is
+configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py); each task is
 configs/benchmarks/_base_/tasks/<task>.py (its dataset, pipeline, metric and what the
 model computes), run through MMEngine's test loop, so it is distributed like
 tools/test.py. Prints one table, writes <work-dir>/benchmark.json.

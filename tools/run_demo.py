@@ -34,12 +34,12 @@ from cllip_mm.utils.plot import plot_curves  # noqa: E402
 
 RECIPES = {
     'scratch': {
-        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py',
-        'CLIP': 'configs/clip/clip_vit-tiny-p8_1x64_600it_synthetic.py',
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_1xb64-600it_synthetic.py',
     },
     'from-clip': {
-        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1x64_200it_synthetic_from-clip.py',
-        'CLIP': 'configs/clip/clip_vit-tiny-p8_1x64_200it_synthetic_from-clip.py',
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py',
     },
 }
 SHIFT_ROWS = [

@@ -18,9 +18,10 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
-from cllip_mm.models.detectors.cloc import pack_regions
+from cllip_mm.models.multimodal.cloc import pack_regions
+from cllip_mm.models.utils import ensemble_class_embeddings
 from cllip_mm.registry import TRANSFORMS, VISUALIZERS
-from cllip_mm.structures import RegionTextDataSample
+from cllip_mm.structures import RegionTextDataSample, denormalize_boxes, normalize_boxes
 from cllip_mm.utils import register_all_modules
 from cllip_mm.visualization import RegionTextVisualizer
 from .hf_model import cloc_from_hf_dir, is_hf_dir
@@ -63,8 +64,7 @@ def _grid_boxes(input_hw: Tuple[int, int], patch_size: int, window: float) -> to
     cy, cx = torch.meshgrid(ys, xs, indexing='ij')
     half = window * patch_size / 2
     boxes = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=-1).reshape(-1, 4)
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    return (boxes / scale).clamp(0, 1)
+    return normalize_boxes(boxes, input_hw)
 
 
 class RegionInferencer(BaseInferencer):
@@ -75,7 +75,7 @@ class RegionInferencer(BaseInferencer):
     checkpoint alone (its config is read from the checkpoint), or from a Hugging Face
     directory written by ``tools/model_converters/cllip_to_hf.py``::
 
-        inferencer = RegionInferencer('configs/cloc/cloc_vit-tiny-p8_1x64_600it_synthetic.py',
+        inferencer = RegionInferencer('configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py',
                                       'work_dirs/demo/cloc/iter_600.pth', device='cpu')
         inferencer = RegionInferencer('hf_cloc_vit-b16')          # exported HF directory
         inferencer.classify_regions('img.jpg', [[10, 20, 60, 80]], ['red circle', 'blue square'])
@@ -318,9 +318,8 @@ class RegionInferencer(BaseInferencer):
                 raise ValueError(f"template {t!r} has no '{{}}' for the name")
         key = (tuple(vocabulary), templates)
         if key not in self._text_cache:
-            per_template = torch.stack([
-                self.model.embed_phrases([t.format(v) for v in vocabulary]) for t in templates])
-            self._text_cache = {key: F.normalize(per_template.mean(0), dim=-1)}
+            self._text_cache = {
+                key: ensemble_class_embeddings(self.model.embed_phrases, vocabulary, templates)}
         return self._text_cache[key]
 
     def region_logit_scale(self) -> float:
@@ -362,12 +361,11 @@ class RegionInferencer(BaseInferencer):
         if valid.any():
             regions = F.normalize(self.model.prompter(vit.patch_tokens, boxes, vit.patch_embeds), dim=-1)
             scores[valid] = (regions[valid] * phrase_embeds).sum(-1)
-        h, w = inputs.shape[-2:]
-        pixels = inputs.new_tensor([w, h, w, h])
+        pixels = denormalize_boxes(boxes, inputs.shape[-2:])
         for i, sample in enumerate(samples):
             n = len(texts[i])
             sample.pred_regions = InstanceData(
-                bboxes=self._to_original(boxes[i, :n] * pixels, sample), scores=scores[i, :n],
+                bboxes=self._to_original(pixels[i, :n], sample), scores=scores[i, :n],
                 phrases=texts[i])
 
     def _forward_similarity(self, inputs, samples, window: float, mode: str) -> None:

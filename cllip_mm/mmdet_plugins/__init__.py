@@ -10,14 +10,11 @@ Load them in an mmdet config with::
 - :class:`ClocRegionClassifier`: zero-shot open-vocabulary region classification
   with the Prompter (optionally fused with a detector's scores, F-VLM style).
 - :class:`ClocLayerDecayOptimWrapperConstructor`: ViT layer-wise LR decay.
-- :func:`convert_cllip_state_dict`: pretraining checkpoint -> these modules' names.
+
+A pretraining checkpoint gets these modules' names with
+:func:`cllip_mm.models.converters.convert_cllip_state_dict`
+(``tools/model_converters/cllip_to_mmdet.py``).
 """
-from .checkpoint_converter import (
-                                   ConversionReport,
-                                   check_against_model,
-                                   convert_cllip_state_dict,
-                                   load_cllip_state_dict,
-)
 from .cloc_text_model import ClocTextModel
 from .cloc_vit import ClocViT, LayerNorm2d
 from .layer_decay_constructor import ClocLayerDecayOptimWrapperConstructor, get_vit_layer_id
@@ -25,6 +22,5 @@ from .region_classifier import ClocRegionClassifier
 
 __all__ = [
     'ClocViT', 'LayerNorm2d', 'ClocTextModel', 'ClocRegionClassifier',
-    'ClocLayerDecayOptimWrapperConstructor', 'get_vit_layer_id', 'ConversionReport',
-    'convert_cllip_state_dict', 'check_against_model', 'load_cllip_state_dict'
+    'ClocLayerDecayOptimWrapperConstructor', 'get_vit_layer_id'
 ]

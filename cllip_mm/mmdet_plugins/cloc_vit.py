@@ -1,7 +1,7 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """The CLOC image encoder as an MMDetection backbone with a ViTDet simple pyramid."""
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from cllip_mm.models.backbones import VisionTransformer, ViTOutput
-from cllip_mm.models.layers import resize_pos_embed
+from cllip_mm.models.layers import resize_pos_embed, square_grid
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -70,20 +70,20 @@ class ClocViT(BaseModule):
     ``tools/model_converters/cllip_to_mmdet.py`` writes (``backbone.vit.*``).
 
     Args:
-        img_size (int | tuple): Size (h, w) the position embedding is stored for.
-        patch_size (int): Patch size p (the stride of the patch map).
-        width, layers, heads, embed_dim, mlp_ratio, act, drop_path_rate,
-            patch_token_norm, grad_checkpointing: See :class:`VisionTransformer`.
-            ``embed_dim`` only sizes the unused image projection ``vit.proj``
-            (kept so that checkpoints round-trip; it is frozen).
-        frozen_stages (int): -1 trains everything; 0 freezes the patch embedding,
-            class token, position embedding and ``ln_pre``; k > 0 also freezes
-            blocks 0..k-1. Frozen parts stay in eval mode.
         out_strides (Sequence[int]): Output strides, e.g. (4, 8, 16, 32) for FPN
             (ViTDet) or (8, 16, 32) for DINO / Grounding DINO. Each must be
             ``patch_size * 2^k`` for an integer k.
         init_cfg (dict, optional): E.g. ``dict(type='Pretrained', checkpoint=...,
             prefix='backbone.')`` for a converted checkpoint.
+        **vit_cfg: The arguments of the cllip_mm :class:`VisionTransformer`, with its
+            defaults: ``img_size`` (the size (h, w) the position embedding is stored
+            for), ``patch_size`` (p, the stride of the patch map), ``width``,
+            ``layers``, ``heads``, ``embed_dim`` (only sizes the unused image
+            projection ``vit.proj``, kept so that checkpoints round-trip; it is
+            frozen), ``mlp_ratio``, ``act``, ``drop_path_rate``, ``patch_token_norm``,
+            ``frozen_stages`` (-1 trains everything; 0 freezes the patch embedding,
+            class token, position embedding and ``ln_pre``; k > 0 also blocks
+            0..k-1; frozen parts stay in eval mode) and ``grad_checkpointing``.
 
     Attributes:
         out_channels (tuple[int]): Channels of each output (C * out_stride / p for
@@ -91,40 +91,25 @@ class ClocViT(BaseModule):
     """
 
     def __init__(self,
-                 img_size: Union[int, Tuple[int, int]] = 224,
-                 patch_size: int = 16,
-                 width: int = 768,
-                 layers: int = 12,
-                 heads: int = 12,
-                 embed_dim: int = 512,
-                 mlp_ratio: float = 4.0,
-                 act: str = 'gelu',
-                 drop_path_rate: float = 0.0,
-                 patch_token_norm: str = 'ln_post',
-                 frozen_stages: int = -1,
-                 grad_checkpointing: bool = False,
                  out_strides: Sequence[int] = (4, 8, 16, 32),
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 **vit_cfg) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.vit = VisionTransformer(
-            img_size=img_size, patch_size=patch_size, width=width, layers=layers,
-            heads=heads, embed_dim=embed_dim, mlp_ratio=mlp_ratio, act=act,
-            drop_path_rate=drop_path_rate, patch_token_norm=patch_token_norm,
-            frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
+        self.vit = VisionTransformer(**vit_cfg)
         # The image projection (and ln_post when patch tokens skip it) feed only the
         # class-token embedding, which detection does not use: freeze them so that
         # DDP does not wait for their gradients.
         unused = [self.vit.proj]
-        if patch_token_norm == 'none':
+        if self.vit.patch_token_norm == 'none':
             unused += list(self.vit.ln_post.parameters())
         for param in unused:
             param.requires_grad = False
 
-        self.patch_size = patch_size
+        self.patch_size = self.vit.patch_size
         self.out_strides = tuple(out_strides)
         levels, channels = [], []
         for stride in self.out_strides:
-            level, c = _pyramid_level(width, patch_size / stride)
+            level, c = _pyramid_level(self.vit.width, self.patch_size / stride)
             levels.append(level)
             channels.append(c)
         self.pyramid = nn.ModuleList(levels)
@@ -165,16 +150,16 @@ class ClocViT(BaseModule):
             src = state_dict[key]
             dst = self.vit.positional_embedding
             if src.shape != dst.shape and src.dim() == 2 and src.shape[1] == dst.shape[1]:
-                side = math.isqrt(src.shape[0] - 1)
-                if side * side != src.shape[0] - 1:
-                    raise ValueError(
-                        f'{key}: cannot infer the patch grid of an embedding with '
-                        f'{src.shape[0] - 1} grid tokens (not a square); convert the '
-                        'checkpoint with tools/model_converters/cllip_to_mmdet.py '
-                        '--img-size H W')
-                state_dict[key] = resize_pos_embed(src, (side, side), self.vit.grid_size)
-                print_log(f'{key}: resized the position embedding from a {side}x{side} '
-                          f'to a {self.vit.grid_size[0]}x{self.vit.grid_size[1]} grid',
+                try:
+                    src_grid = square_grid(src, name=key)
+                except ValueError as error:
+                    raise ValueError(f'{error}; convert the checkpoint with '
+                                     'tools/model_converters/cllip_to_mmdet.py --img-size H W'
+                                     ) from error
+                state_dict[key] = resize_pos_embed(src, src_grid, self.vit.grid_size)
+                print_log(f'{key}: resized the position embedding from a '
+                          f'{src_grid[0]}x{src_grid[1]} to a '
+                          f'{self.vit.grid_size[0]}x{self.vit.grid_size[1]} grid',
                           logger='current')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)

@@ -2,7 +2,7 @@
 """Zero-shot open-vocabulary region classification with the CLOC Prompter."""
 import copy
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,13 +15,16 @@ from torch import Tensor
 
 from cllip_mm.models.backbones import ViTOutput
 from cllip_mm.models.layers import batched_nms
+from cllip_mm.models.utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
+from cllip_mm.structures import pad_boxes
+
 from .utils import build_cllip_module
 
 BOX_SOURCES = ('gt', 'proposals', 'detector')
 
 
 @MODELS.register_module()
-class ClocRegionClassifier(BaseDetector):
+class ClocRegionClassifier(ClassEmbeddingCacheMixin, BaseDetector):
     """Class-agnostic boxes + class names -> open-vocabulary detections (no training).
 
     Each box is turned into a region embedding by the CLOC Prompter on the image
@@ -109,7 +112,6 @@ class ClocRegionClassifier(BaseDetector):
         self.score_fusion = fusion if score_fusion is not None else None
         self.test_cfg = dict(max_per_img=100, score_thr=0.0, nms=None)
         self.test_cfg.update(test_cfg or {})
-        self._text_cache: Dict[Tuple[str, ...], Tensor] = {}
 
     # ------------------------------------------------------------------ pieces
     def extract_feat(self, batch_inputs: Tensor) -> ViTOutput:
@@ -118,22 +120,11 @@ class ClocRegionClassifier(BaseDetector):
         return self.backbone.encode(batch_inputs)
 
     def class_embeddings(self, names: Sequence[str]) -> Tensor:
-        """L2-normalised [C, D] embeddings of class names (template ensemble)."""
-        key = tuple(names)
-        if key not in self._text_cache:
-            texts = [t.format(n) for n in names for t in self.prompt_templates]
-            embeds = self.language_model.embed_texts(texts)
-            embeds = embeds.unflatten(0, (len(names), len(self.prompt_templates)))
-            self._text_cache[key] = F.normalize(embeds.mean(1), dim=-1)
-        return self._text_cache[key]
-
-    def train(self, mode: bool = True):
-        self._text_cache = {}
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        self._text_cache = {}
-        super()._load_from_state_dict(*args, **kwargs)
+        """L2-normalised [C, D] embeddings of class names (template ensemble), cached
+        until the next ``train()`` or state-dict load."""
+        return self.cached_class_embeddings(
+            tuple(names), lambda: ensemble_class_embeddings(
+                self.language_model.embed_texts, names, self.prompt_templates))
 
     def _class_names_of(self, sample) -> Tuple[str, ...]:
         text = sample.get('text', None)
@@ -198,17 +189,11 @@ class ClocRegionClassifier(BaseDetector):
     def region_embeddings(self, batch_inputs: Tensor, boxes: List[Tensor]) -> Tensor:
         """L2-normalised region embeddings [B, Kmax, D] of per-image boxes (xyxy pixels
         of the network input), zero rows for padding."""
-        h, w = batch_inputs.shape[-2:]
-        k_max = max((len(b) for b in boxes), default=0)
-        embed_dim = self.prompter.embed_dim
-        if k_max == 0:
-            return batch_inputs.new_zeros(len(boxes), 0, embed_dim)
-        padded = batch_inputs.new_zeros(len(boxes), k_max, 4)
-        scale = batch_inputs.new_tensor([w, h, w, h])
-        for i, b in enumerate(boxes):
-            padded[i, :len(b)] = b.to(padded) / scale
+        padded, _ = pad_boxes(boxes, batch_inputs.shape[-2:], batch_inputs.device)
+        if padded.shape[1] == 0:
+            return batch_inputs.new_zeros(len(boxes), 0, self.prompter.embed_dim)
         vit = self.extract_feat(batch_inputs)
-        regions = self.prompter(vit.patch_tokens, padded.clamp(0, 1), vit.patch_embeds)
+        regions = self.prompter(vit.patch_tokens, padded.to(batch_inputs.dtype), vit.patch_embeds)
         return F.normalize(regions, dim=-1)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,

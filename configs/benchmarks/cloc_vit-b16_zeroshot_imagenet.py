@@ -1,6 +1,6 @@
 # CLOC ViT-B/16 on the imagenet_zeroshot benchmark (configs/benchmarks/_base_/tasks/imagenet_zeroshot.py):
 #   python tools/test.py THIS_CONFIG CHECKPOINT            (or tools/dist_test.sh ... N)
-# The same as: python tools/benchmark.py configs/cloc/cloc_vit-b16_128x256_400k_region-text.py \
+# The same as: python tools/benchmark.py configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py \
 #   CHECKPOINT --tasks imagenet_zeroshot
 _base_ = [
     '../_base_/models/cloc_vit-b16.py',

@@ -1,6 +1,6 @@
 # CLOC ViT-B/16 on the lvis_region_cls benchmark (configs/benchmarks/_base_/tasks/lvis_region_cls.py):
 #   python tools/test.py THIS_CONFIG CHECKPOINT            (or tools/dist_test.sh ... N)
-# The same as: python tools/benchmark.py configs/cloc/cloc_vit-b16_128x256_400k_region-text.py \
+# The same as: python tools/benchmark.py configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py \
 #   CHECKPOINT --tasks lvis_region_cls
 _base_ = [
     '../_base_/models/cloc_vit-b16.py',

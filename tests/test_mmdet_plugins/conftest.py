@@ -10,7 +10,7 @@ from mmengine import Config
 import cllip_mm.mmdet_plugins  # noqa: F401  (registers the mmdet components)
 import cllip_mm.models  # noqa: F401  (registers the cllip_mm components)
 from cllip_mm.datasets.synthetic import generate_synthetic_regions
-from cllip_mm.mmdet_plugins import convert_cllip_state_dict
+from cllip_mm.models.converters import convert_cllip_state_dict
 from cllip_mm.registry import MODELS as CLLIP_MODELS
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))

@@ -4,12 +4,9 @@ import os.path as osp
 import pytest
 import torch
 
-from cllip_mm.mmdet_plugins import (
-    ClocViT,
-    check_against_model,
-    convert_cllip_state_dict,
-    load_cllip_state_dict,
-)
+from cllip_mm.mmdet_plugins import ClocViT
+from cllip_mm.models.converters import (check_against_model, convert_cllip_state_dict,
+                                        converted_parts, load_cllip_state_dict)
 
 
 def test_prefix_mapping_and_report(tiny_cloc):
@@ -20,17 +17,21 @@ def test_prefix_mapping_and_report(tiny_cloc):
                        src['text_encoder.token_embedding.weight'])
     assert torch.equal(out['prompter.proj.weight'], src['prompter.proj.weight'])
     assert out['logit_scale'] == min(src['region_loss.logit_scale'], math.log(100))
-    assert report.converted['backbone'] == sum(k.startswith('image_encoder.') for k in src)
+    parts = converted_parts(report)
+    assert parts['backbone'] == sum(k.startswith('image_encoder.') for k in src)
+    assert list(parts) == ['backbone', 'language_model', 'prompter', 'logit_scale']
+    assert report.loaded == list(out)
     # Pretraining-only tensors are listed, not converted.
     assert {k.split('.')[0] for k in report.unused} == {'clip_loss', 'grounding_head'}
-    assert report.ok and report.resized == []
-    text = report.format()
+    assert report.ok and report.resized == {}
+    text = report.summary()
     assert 'grounding_head.* (9)' in text and 'Result: OK' in text
 
     out, report = convert_cllip_state_dict(src, parts=['backbone'], img_size=(64, 128))
     assert set(k.split('.')[0] for k in out) == {'backbone'}
     assert out['backbone.vit.positional_embedding'].shape == (1 + 8 * 16, 128)
-    assert 'patch grid' in report.resized[0]
+    assert report.resized == {'backbone.vit.positional_embedding': ((1 + 12 * 12, 128),
+                                                                     (1 + 8 * 16, 128))}
     with pytest.raises(ValueError, match='multiple of the patch size'):
         convert_cllip_state_dict(src, img_size=(60, 64))
     with pytest.raises(ValueError, match='unknown parts'):
@@ -48,7 +49,8 @@ def test_check_against_model_flags_problems(tiny_cloc):
             self.neck = torch.nn.Linear(2, 2)
 
     report = check_against_model(out, Det(), report)
-    assert report.ok and report.left_to_model == {'backbone.pyramid': 2, 'neck': 2}
+    assert report.ok and sorted(report.new) == [
+        'backbone.pyramid.0.0.bias', 'backbone.pyramid.0.0.weight', 'neck.bias', 'neck.weight']
     # A deeper ViT misses blocks; a narrower one mismatches shapes.
     out2, report2 = convert_cllip_state_dict(tiny_cloc.state_dict(), parts=['backbone'])
     deeper = Det()
@@ -67,15 +69,15 @@ def test_tool_end_to_end(cloc_checkpoint, tmp_path, tiny_env, capsys, repo_root,
     tool = load_tool('tools/model_converters/cllip_to_mmdet.py')
     dst = str(tmp_path / 'out.pth')
     config = osp.join(repo_root, 'configs/downstream/ov_coco/'
-                      'grounding-dino_cloc-vit-tiny-p8_ov-synthetic_tiny.py')
+                      'grounding-dino_cloc-vit-tiny-p8_1xb2-4it_ov-synthetic.py')
     assert tool.main([cloc_checkpoint, dst, '--config', config, '--img-size', '128']) == 0
     assert 'interpolated by ClocViT when loaded' in capsys.readouterr().out
     assert tool.main([cloc_checkpoint, dst, '--config', config, '--cfg-options',
                       'model.backbone.img_size=128']) == 0
     printed = capsys.readouterr().out
-    assert 'note:' not in printed
-    assert 'unexpected (in the checkpoint, not in the model) (0)' in printed
-    assert 'backbone.vit.positional_embedding: 12x12 -> 16x16' in printed
+    assert 'note:' not in printed and 'Result: OK' in printed
+    assert 'unexpected     0' in printed
+    assert 'backbone.vit.positional_embedding: [145, 128] -> [257, 128]' in printed
     ckpt = torch.load(dst, weights_only=True)
     # Only what Grounding DINO has: no prompter.
     assert {k.split('.')[0] for k in ckpt['state_dict']} == {'backbone', 'language_model'}

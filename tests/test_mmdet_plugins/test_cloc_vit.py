@@ -3,7 +3,8 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.runner.checkpoint import load_checkpoint
 
-from cllip_mm.mmdet_plugins import ClocViT, convert_cllip_state_dict
+from cllip_mm.mmdet_plugins import ClocViT
+from cllip_mm.models.converters import convert_cllip_state_dict
 
 # The tiny CLOC image encoder of configs/_base_/models/cloc_vit-tiny-p8.py.
 TINY = dict(img_size=96, patch_size=8, width=128, layers=4, heads=4, embed_dim=128,
@@ -116,3 +117,13 @@ def test_faster_rcnn_with_fpn_takes_the_pyramid(mmdet_scope):
     total.backward()
     assert torch.isfinite(total)
     assert model.backbone.vit.transformer.resblocks[0].attn.in_proj_weight.grad is not None
+
+
+def test_load_of_a_non_square_embedding_says_how_to_convert():
+    """A checkpoint made for a non-square grid cannot be resized on load (its grid is not
+    recorded); the error names the key and the converter option."""
+    backbone = ClocViT(**TINY)
+    state_dict = backbone.state_dict()
+    state_dict['vit.positional_embedding'] = torch.zeros(1 + 12 * 16, 128)
+    with pytest.raises(ValueError, match=r'vit\.positional_embedding: 192 grid positions.*--img-size'):
+        backbone.load_state_dict(state_dict)

@@ -16,14 +16,14 @@ from mmengine.visualization import Visualizer
 
 MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 CONFIGS = dict(
-    ov='configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_ov-coco-48-17.py',
-    ov_tiny='configs/downstream/ov_coco/grounding-dino_cloc-vit-tiny-p8_ov-synthetic_tiny.py',
-    refcoco='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_finetune_refcoco.py',
-    refcoco_plus='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_finetune_refcoco_plus.py',
-    refcocog='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_finetune_refcocog.py',
-    refexp_tiny='configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_refexp-synthetic_tiny.py',
-    zeroshot='configs/downstream/ov_region_cls/cloc-prompter_zeroshot_ov-coco-48-17_proposals.py',
-    zeroshot_tiny='configs/downstream/ov_region_cls/cloc-prompter_zeroshot_ov-synthetic_tiny.py',
+    ov='configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py',
+    ov_tiny='configs/downstream/ov_coco/grounding-dino_cloc-vit-tiny-p8_1xb2-4it_ov-synthetic.py',
+    refcoco='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_8xb4-5e_refcoco.py',
+    refcoco_plus='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_8xb4-5e_refcoco-plus.py',
+    refcocog='configs/downstream/refcoco/grounding-dino_cloc-vit-b16_8xb4-5e_refcocog.py',
+    refexp_tiny='configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_1xb2-4it_refexp-synthetic.py',
+    zeroshot='configs/downstream/ov_region_cls/cloc-prompter_vit-b16_zeroshot_ov-coco-48-17-proposals.py',
+    zeroshot_tiny='configs/downstream/ov_region_cls/cloc-prompter_vit-tiny-p8_zeroshot_ov-synthetic.py',
 )
 
 

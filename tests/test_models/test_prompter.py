@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cllip_mm.models.prompters import GroundingHead, Prompter
+from cllip_mm.models.heads import GroundingHead
+from cllip_mm.models.prompters import Prompter
 
 
 def make_prompter(**kwargs):

@@ -12,8 +12,7 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import cllip_mm  # noqa: F401
-from cllip_mm.mmdet_plugins.checkpoint_converter import load_cllip_state_dict
-from cllip_mm.models.converters.io import load_state_dict_file
+from cllip_mm.models.converters.io import load_cllip_state_dict, load_state_dict_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -38,7 +37,7 @@ def _load_cllip_to_hf(path):
 
 LOADERS = {
     'converters.io.load_state_dict_file': load_state_dict_file,
-    'mmdet_plugins.load_cllip_state_dict': load_cllip_state_dict,
+    'converters.io.load_cllip_state_dict': load_cllip_state_dict,
     'tools/model_converters/cllip_to_hf.py': _load_cllip_to_hf,
     # Runner(load_from=...), resume and init_cfg=dict(type='Pretrained')
     'mmengine CheckpointLoader': lambda p: CheckpointLoader.load_checkpoint(p, 'cpu'),

@@ -25,7 +25,7 @@ def test_vesl_config(path):
 
 def test_training_config_from_the_docs(tmp_path):
     cfg_file = tmp_path / 'cloc_vit-b16_my-vesl.py'
-    base = osp.join(ROOT, 'configs/cloc/cloc_vit-b16_128x256_400k_region-text.py')
+    base = osp.join(ROOT, 'configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py')
     cfg_file.write_text(
         f"_base_ = ['{base}']\n"
         "train_dataloader = dict(dataset=dict(data_root='data/my_vesl/', "

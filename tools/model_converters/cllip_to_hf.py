@@ -4,7 +4,7 @@
 Example::
 
     python tools/model_converters/cllip_to_hf.py \\
-        configs/cloc/cloc_vit-b16_from-openai-clip.py work_dirs/.../iter_10000.pth hf_cloc_vit-b16
+        configs/cloc/cloc_vit-b16_openai-clip-pre_8xb128-10k_region-text.py work_dirs/.../iter_10000.pth hf_cloc_vit-b16
 
 writes ``config.json`` + ``model.safetensors`` (load with
 ``transformers.CLIPModel.from_pretrained`` or ``CLIPVisionModel.from_pretrained``, no

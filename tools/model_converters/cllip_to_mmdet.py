@@ -17,7 +17,7 @@ Examples::
     # resize it once for a fixed detection input size, and check the keys against the
     # detector of a config (missing / unexpected / shape mismatches)
     python tools/model_converters/cllip_to_mmdet.py work_dirs/cloc/iter_600.pth cloc_mmdet.pth \
-        --img-size 1024 --config configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_ov-coco-48-17.py
+        --img-size 1024 --config configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py
 
 Exit status: 0 when every converted tensor fits (with ``--config``: no missing,
 unexpected or mis-shaped key under the converted prefixes), 1 otherwise.
@@ -34,12 +34,9 @@ try:
     import cllip_mm  # noqa: F401
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-from cllip_mm.mmdet_plugins.checkpoint_converter import (  # noqa: E402
-    PART_PREFIXES,
-    check_against_model,
-    convert_cllip_state_dict,
-    load_cllip_state_dict,
-)
+from cllip_mm.models.converters import (  # noqa: E402
+    PART_PREFIXES, check_against_model, convert_cllip_state_dict, converted_parts,
+    load_cllip_state_dict)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -104,10 +101,10 @@ def main(argv=None) -> int:
 
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     meta = dict(source=osp.abspath(args.src), converter='tools/model_converters/cllip_to_mmdet.py',
-                parts=list(report.converted), img_size=list(img_size) if img_size else None)
+                parts=list(converted_parts(report)), img_size=list(img_size) if img_size else None)
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
     print(f'{args.src} -> {args.dst}')
-    print(report.format())
+    print(report.summary())
     return 0 if report.ok else 1
 
 

@@ -1,13 +1,12 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Architectures of converted checkpoints: encoder configs from tensor shapes, the
 target model's expected keys, position embedding resizing, and config snippets."""
-import math
 import re
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..layers import resize_pos_embed
+from ..layers import resize_pos_embed, square_grid
 
 Shape = Tuple[int, ...]
 #: The sub-modules of :class:`cllip_mm.models.CLOC` that hold weights, by attribute name.
@@ -58,11 +57,8 @@ def encoder_cfgs_from_state_dict(state_dict: Mapping[str, torch.Tensor],
         p = 'image_encoder.'
         conv = state_dict[p + 'conv1.weight']  # [C, 3, patch, patch]
         width, patch = conv.shape[0], conv.shape[-1]
-        num_patches = _require(state_dict, p + 'positional_embedding').shape[0] - 1
-        grid = math.isqrt(num_patches)
-        if grid * grid != num_patches:
-            raise ValueError(f'{p}positional_embedding has {num_patches} patch positions, '
-                             'not a square grid')
+        grid, _ = square_grid(_require(state_dict, p + 'positional_embedding'),
+                              name=p + 'positional_embedding')
         hidden = _require(state_dict, p + 'transformer.resblocks.0.mlp.c_fc.weight').shape[0]
         cfgs['image_encoder'] = dict(
             type='VisionTransformer', img_size=grid * patch, patch_size=patch, width=width,
@@ -108,9 +104,11 @@ def resize_image_pos_embed(state_dict: Dict[str, torch.Tensor],
     size, bicubically (:func:`cllip_mm.models.layers.resize_pos_embed`).
 
     Args:
-        state_dict (dict): ``CLOC``-keyed, with ``image_encoder.conv1.weight`` (for the
-            patch size) and a square source grid.
+        state_dict (dict): With ``key`` and the ``conv1.weight`` next to it (for the
+            patch size), and a square source grid: ``CLOC``-keyed by default,
+            ``backbone.vit.positional_embedding`` for the mmdet plugins.
         img_size (int | tuple): The new (h, w) input size, a multiple of the patch size.
+        key (str): The position embedding's key.
 
     Returns:
         dict: ``{key: (old shape, new shape)}``, empty when nothing changed.
@@ -120,12 +118,10 @@ def resize_image_pos_embed(state_dict: Dict[str, torch.Tensor],
     if h % patch or w % patch:
         raise ValueError(f'img_size {(h, w)} is not a multiple of the patch size {patch}')
     pos = _require(state_dict, key)
-    src = math.isqrt(pos.shape[0] - 1)
-    if src * src != pos.shape[0] - 1:
-        raise ValueError(f'{key} has {pos.shape[0] - 1} patch positions, not a square grid')
-    if (src, src) == (h // patch, w // patch):
+    src_grid = square_grid(pos, name=key)
+    if src_grid == (h // patch, w // patch):
         return {}
-    state_dict[key] = resize_pos_embed(pos, (src, src), (h // patch, w // patch))
+    state_dict[key] = resize_pos_embed(pos, src_grid, (h // patch, w // patch))
     return {key: (tuple(pos.shape), tuple(state_dict[key].shape))}
 
 
@@ -162,22 +158,9 @@ def reference_shapes(model_cfg: Mapping, vocab_size: Optional[int] = None) -> Di
     return shapes
 
 
-def _fmt(value: Any, indent: int) -> str:
-    pad = ' ' * (indent + 4)
-    if isinstance(value, Mapping):
-        if not value:
-            return 'dict()'
-        items = ',\n'.join(f'{pad}{k}={_fmt(v, indent + 4)}' for k, v in value.items())
-        return f'dict(\n{items})'
-    if isinstance(value, (list, tuple)):
-        inner = ', '.join(_fmt(v, indent) for v in value)
-        return f'({inner},)' if isinstance(value, tuple) and len(value) == 1 else (
-            f'({inner})' if isinstance(value, tuple) else f'[{inner}]')
-    return repr(value)
-
-
 def format_config(variables: Mapping[str, Any], header: str = '') -> str:
-    """Render ``{name: value}`` as a python config file (``name = dict(...)`` lines)."""
+    """``{name: value}`` as the text of a python config file (``mmengine.Config.dump``),
+    after ``header`` as ``#`` comment lines."""
+    from mmengine.config import Config
     lines = [f'# {line}' if line else '#' for line in header.splitlines()]
-    lines += [f'{name} = {_fmt(value, 0)}' for name, value in variables.items()]
-    return '\n'.join(lines) + '\n'
+    return ''.join(line + '\n' for line in lines) + Config(dict(variables)).dump()

@@ -27,7 +27,7 @@ class ClipImport(NamedTuple):
         model_cfg (dict): ``image_encoder`` / ``text_encoder`` configs of the source
             architecture plus ``prompter`` / ``grounding_head`` widths that fit it (the
             ``model`` override of a CLOC config).
-        report (ConversionReport): Loaded / new / unexpected / resized keys.
+        report (ConversionReport): Loaded / new / unused / resized keys.
     """
     state_dict: Dict[str, torch.Tensor]
     model_cfg: dict

@@ -45,6 +45,17 @@ def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
     return _unwrap(torch.load(path, map_location='cpu', weights_only=True), path)
 
 
+def load_cllip_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The model ``state_dict`` of a cllip_mm (MMEngine) CLOC checkpoint file (a bare
+    state dict is accepted too), without the ``module.`` prefix of wrapped models."""
+    state_dict = load_state_dict_file(path)
+    if not any(k.startswith(('image_encoder.', 'module.image_encoder.')) for k in state_dict):
+        raise ValueError(f'{path}: not a cllip_mm CLOC checkpoint: no image_encoder.* keys '
+                         f'(first keys: {list(state_dict)[:5]})')
+    return {(k[len('module.'):] if k.startswith('module.') else k): v
+            for k, v in state_dict.items()}
+
+
 def load_hf_pretrained(directory: str) -> Tuple[Dict[str, torch.Tensor], dict]:
     """The weights and ``config.json`` of a ``save_pretrained`` directory: a single or
     sharded ``model.safetensors`` (or, failing that, ``pytorch_model.bin``)."""

@@ -77,7 +77,8 @@ def load_prompter(directory: str, device: Union[str, torch.device] = 'cpu') -> P
     """Load what :func:`export_prompter` wrote (strictly: every weight must match)."""
     from safetensors.torch import load_file
 
-    from ..prompters import GroundingHead, Prompter
+    from ..heads import GroundingHead
+    from ..prompters import Prompter
     cfg_file = osp.join(directory, PROMPTER_CONFIG)
     if not osp.isfile(cfg_file):
         raise FileNotFoundError(f'no {PROMPTER_CONFIG} in {directory!r}')

@@ -1,8 +1,36 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from typing import Tuple
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+
+def square_grid(pos_embed: torch.Tensor, num_extra_tokens: int = 1,
+                name: str = 'position embedding') -> Tuple[int, int]:
+    """The square patch grid (s, s) a ViT position embedding was made for.
+
+    A state dict does not record the grid; only a square one can be read off the
+    number of positions.
+
+    Args:
+        pos_embed (Tensor): [num_extra_tokens + s*s, C] (the class token's first).
+        num_extra_tokens (int): Leading tokens that are not grid positions.
+        name (str): What to call the embedding in the error (e.g. its state-dict key).
+
+    Returns:
+        tuple: (s, s).
+
+    Raises:
+        ValueError: The number of grid positions is not a square.
+    """
+    num_positions = pos_embed.shape[0] - num_extra_tokens
+    side = math.isqrt(max(num_positions, 0))
+    if num_positions <= 0 or side * side != num_positions:
+        raise ValueError(f'{name}: {num_positions} grid positions is not a square grid, so the '
+                         'patch grid cannot be inferred')
+    return side, side
 
 
 def resize_pos_embed(pos_embed: torch.Tensor,

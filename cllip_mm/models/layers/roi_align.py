@@ -12,6 +12,8 @@ import torch
 from mmcv.ops import roi_align as _mmcv_roi_align
 from mmdet.structures.bbox import bbox2roi
 
+from cllip_mm.structures import denormalize_boxes
+
 
 def boxes_to_rois(boxes: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     """Padded normalised boxes -> RoI rows in pixels of an (h, w) map.
@@ -24,9 +26,7 @@ def boxes_to_rois(boxes: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         Tensor: [B * R, 5] rows ``(batch_index, x1, y1, x2, y2)`` (mmdet's ``bbox2roi``
         layout), image-major.
     """
-    h, w = hw
-    scale = boxes.new_tensor([w, h, w, h])
-    return bbox2roi(list((boxes * scale).unbind(0)))
+    return bbox2roi(list(denormalize_boxes(boxes, hw).unbind(0)))
 
 
 def roi_align(feats: torch.Tensor,

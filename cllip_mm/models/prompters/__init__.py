@@ -1,4 +1,3 @@
-from .grounding_head import GroundingHead
 from .prompter import Prompter, PrompterLayer
 
-__all__ = ['Prompter', 'PrompterLayer', 'GroundingHead']
+__all__ = ['Prompter', 'PrompterLayer']

@@ -95,7 +95,7 @@ def test_hf_report_lists_new_heads_and_unexpected_keys():
     assert any(k.startswith('grounding_head.') for k in report.new)
     assert 'region_loss.logit_scale' in report.new
     assert not any(k.startswith(('image_encoder.', 'text_encoder.')) for k in report.new)
-    assert report.unexpected == ['vision_model.extra.weight']
+    assert report.unused == ['vision_model.extra.weight'] and report.unexpected == []
     assert not report.mismatched and not report.resized
     assert 'prompter.* (' in report.summary()
 
@@ -186,7 +186,7 @@ def test_open_clip_and_openai_parity_through_the_tool(tmp_path, src_format, act,
     checkpoint = torch.load(out, map_location='cpu', weights_only=True)
     meta = checkpoint['meta']
     assert meta['src_format'] == src_format
-    assert meta['conversion_report']['unexpected'] == []
+    assert meta['conversion_report']['unused'] == []
     model_cfg = meta['model_cfg']
     assert model_cfg['text_encoder']['eot_token_id'] is None
     assert model_cfg['image_encoder']['act'] == act
@@ -331,7 +331,7 @@ def test_hf_vision_tower_only():
                            if k.startswith(('vision_model.', 'visual_projection.'))})
     result = import_clip(tower.state_dict(), 'hf', hf_config=vision_config.to_dict())
     assert set(result.model_cfg) == {'image_encoder', 'prompter', 'grounding_head'}
-    assert not result.report.unexpected and not result.report.mismatched
+    assert not result.report.unused and not result.report.mismatched
     assert not any(k.startswith('image_encoder.') for k in result.report.new)
     register_all_modules()
     vit = MODELS.build(result.model_cfg['image_encoder']).eval()

@@ -1,9 +1,10 @@
-# Tiny CPU variant of grounding-dino_cloc-vit-b16_ov-coco-48-17.py: the same OV protocol
-# (train on base classes only, evaluate every class with OVCocoMetric -> base / novel AP50)
-# on the synthetic set (24 base / 8 novel phrases), a tiny Grounding DINO and the tiny CLOC
-# encoders. Used by tests/test_mmdet_plugins; runs a few iterations in seconds.
+# Tiny CPU variant of grounding-dino_cloc-vit-b16_8xb4-5e_refcoco.py: referring expressions
+# of the synthetic set ("the red circle", "the blue star on the left"; ODVG grounding lines
+# for training, MDETR-style RefCOCO annotations with dataset_name 'refcoco' for
+# RefExpMetric), a tiny Grounding DINO and the tiny CLOC encoders. Used by
+# tests/test_mmdet_plugins; runs a few iterations in seconds.
 _base_ = [
-    './grounding-dino_cloc-vit-b16_ov-coco-48-17.py',
+    './grounding-dino_cloc-vit-b16_8xb4-5e_refcoco.py',
     '../_base_/cloc_vit-tiny-p8_synthetic.py',
 ]
 data_root = _base_.synthetic_root
@@ -14,11 +15,17 @@ model = _base_.tiny_grounding_dino
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=(160, 160), keep_ratio=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
+    dict(
+        type='RandomSamplingNegPos',
+        tokenizer_name=data_root + 'tokenizer',
+        num_sample_negative=85,
+        max_tokens=256),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                    'flip_direction', 'text', 'custom_entities'))
+                    'flip_direction', 'text', 'custom_entities', 'tokens_positive',
+                    'dataset_mode'))
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -34,9 +41,8 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        metainfo=dict(classes=_base_.synthetic_base_classes),
         data_root=data_root,
-        ann_file='mmdet/instances_train_seen.json',
+        ann_file='mmdet/refexp_train_vg.jsonl',
         data_prefix=dict(img=''),
         filter_cfg=dict(filter_empty_gt=False, min_size=0),
         pipeline=train_pipeline))
@@ -45,16 +51,22 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        metainfo=dict(
-            classes=_base_.synthetic_classes,
-            base_classes=_base_.synthetic_base_classes,
-            novel_classes=_base_.synthetic_novel_classes),
+        _delete_=True,
+        type='MDETRStyleRefCocoDataset',
         data_root=data_root,
-        ann_file='mmdet/instances_val.json',
+        ann_file='mmdet/refexp_val.json',
         data_prefix=dict(img=''),
+        test_mode=True,
+        return_classes=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=ann_root + 'instances_val.json')
+val_evaluator = dict(
+    _delete_=True,
+    type='RefExpMetric',
+    ann_file=ann_root + 'refexp_val.json',
+    metric='bbox',
+    iou_thrs=0.5,
+    topk=(1, 5, 10))
 test_evaluator = val_evaluator
 
 optim_wrapper = _base_.tiny_optim_wrapper

@@ -1,10 +1,10 @@
-# Tiny CPU variant of cloc-prompter_zeroshot_ov-coco-48-17_proposals.py on the synthetic
+# Tiny CPU variant of cloc-prompter_vit-b16_zeroshot_ov-coco-48-17-proposals.py on the synthetic
 # set: the synthetic proposals of synthetic_to_coco.py (jittered boxes + random ones),
 # the tiny CLOC encoders and Prompter, OVCocoMetric over the 24 base / 8 novel phrases.
 # Used by tests/test_mmdet_plugins:
 #   python $MMDET/tools/test.py THIS_CONFIG CONVERTED_TINY_CLOC_CHECKPOINT
 _base_ = [
-    './cloc-prompter_zeroshot_ov-coco-48-17_proposals.py',
+    './cloc-prompter_vit-b16_zeroshot_ov-coco-48-17-proposals.py',
     '../_base_/cloc_vit-tiny-p8_synthetic.py',
 ]
 data_root = _base_.synthetic_root

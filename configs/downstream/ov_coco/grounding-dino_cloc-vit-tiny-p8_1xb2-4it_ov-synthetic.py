@@ -1,10 +1,9 @@
-# Tiny CPU variant of grounding-dino_cloc-vit-b16_finetune_refcoco.py: referring expressions
-# of the synthetic set ("the red circle", "the blue star on the left"; ODVG grounding lines
-# for training, MDETR-style RefCOCO annotations with dataset_name 'refcoco' for
-# RefExpMetric), a tiny Grounding DINO and the tiny CLOC encoders. Used by
-# tests/test_mmdet_plugins; runs a few iterations in seconds.
+# Tiny CPU variant of grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py: the same OV protocol
+# (train on base classes only, evaluate every class with OVCocoMetric -> base / novel AP50)
+# on the synthetic set (24 base / 8 novel phrases), a tiny Grounding DINO and the tiny CLOC
+# encoders. Used by tests/test_mmdet_plugins; runs a few iterations in seconds.
 _base_ = [
-    './grounding-dino_cloc-vit-b16_finetune_refcoco.py',
+    './grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py',
     '../_base_/cloc_vit-tiny-p8_synthetic.py',
 ]
 data_root = _base_.synthetic_root
@@ -15,17 +14,11 @@ model = _base_.tiny_grounding_dino
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=(160, 160), keep_ratio=True),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(
-        type='RandomSamplingNegPos',
-        tokenizer_name=data_root + 'tokenizer',
-        num_sample_negative=85,
-        max_tokens=256),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                    'flip_direction', 'text', 'custom_entities', 'tokens_positive',
-                    'dataset_mode'))
+                    'flip_direction', 'text', 'custom_entities'))
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -41,8 +34,9 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
+        metainfo=dict(classes=_base_.synthetic_base_classes),
         data_root=data_root,
-        ann_file='mmdet/refexp_train_vg.jsonl',
+        ann_file='mmdet/instances_train_seen.json',
         data_prefix=dict(img=''),
         filter_cfg=dict(filter_empty_gt=False, min_size=0),
         pipeline=train_pipeline))
@@ -51,22 +45,16 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        _delete_=True,
-        type='MDETRStyleRefCocoDataset',
+        metainfo=dict(
+            classes=_base_.synthetic_classes,
+            base_classes=_base_.synthetic_base_classes,
+            novel_classes=_base_.synthetic_novel_classes),
         data_root=data_root,
-        ann_file='mmdet/refexp_val.json',
+        ann_file='mmdet/instances_val.json',
         data_prefix=dict(img=''),
-        test_mode=True,
-        return_classes=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    _delete_=True,
-    type='RefExpMetric',
-    ann_file=ann_root + 'refexp_val.json',
-    metric='bbox',
-    iou_thrs=0.5,
-    topk=(1, 5, 10))
+val_evaluator = dict(ann_file=ann_root + 'instances_val.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = _base_.tiny_optim_wrapper

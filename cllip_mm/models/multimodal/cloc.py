@@ -5,15 +5,16 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
 from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
-from cllip_mm.structures import SampleList
+from cllip_mm.structures import (RegionTextDataSample, SampleList, denormalize_boxes, pad_boxes,
+                                 padding_mask)
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
+from ..utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
 
 #: What ``CLOC.predict`` can write into each data sample:
 #:
@@ -51,23 +52,16 @@ def pack_regions(data_samples: SampleList, input_hw: Tuple[int, int],
     """Pad the ground-truth regions of ``data_samples`` to a fixed R per image.
 
     ``gt_regions.bboxes`` are xyxy pixels of the (unpadded) image; they are normalised
-    by the batch input size ``input_hw`` (h, w), so they line up with the patch grid.
+    by the batch input size ``input_hw`` (h, w), so they line up with the patch grid
+    (:func:`cllip_mm.structures.pad_boxes`).
     """
-    counts = torch.tensor([len(s.gt_regions) for s in data_samples], device=device)
-    r_max = int(counts.max()) if len(data_samples) else 0
-    valid = torch.arange(r_max, device=device)[None] < counts[:, None]
-    boxes = torch.zeros(len(data_samples), r_max, 4, device=device)
-    if r_max:
-        h, w = input_hw
-        scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
-        # One scatter of all boxes (row-major order of ``valid``), not one copy per image.
-        boxes[valid] = torch.cat([s.gt_regions.bboxes for s in data_samples]).to(device).float() / scale
+    boxes, valid = pad_boxes([s.gt_regions.bboxes for s in data_samples], input_hw, device)
     phrases = [p for s in data_samples for p in s.gt_regions.phrases]
-    return RegionBatch(boxes.clamp(0, 1), valid, phrases)
+    return RegionBatch(boxes, valid, phrases)
 
 
 @MODELS.register_module()
-class CLOC(BaseModel):
+class CLOC(ClassEmbeddingCacheMixin, BaseModel):
     """Contrastive Localized Language-Image Pre-training.
 
     The total loss is ``loss_clip + loss_region + loss_ground`` (each loss module holds
@@ -165,7 +159,6 @@ class CLOC(BaseModel):
             raise ValueError(f'test_cfg.outputs: unknown {sorted(bad)}; choose from {TEST_OUTPUTS}')
         templates = test_cfg.get('prompt_templates') or (vocabulary_template, )
         self.test_cfg = dict(outputs=outputs, prompt_templates=get_templates(templates))
-        self._class_embed_cache: Dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ inference API
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -225,10 +218,7 @@ class CLOC(BaseModel):
         """
         if self.grounding_head is None:
             raise ValueError('this model has no grounding head')
-        device = vit.patch_tokens.device
-        counts = [len(t) for t in texts]
-        valid = torch.arange(max(counts, default=0), device=device)[None] < torch.tensor(
-            counts, device=device)[:, None]
+        valid = padding_mask([len(t) for t in texts], vit.patch_tokens.device)
         _, phrase_embeds, index = self._embed_distinct_phrases([p for t in texts for p in t],
                                                                vit.patch_tokens)
         region_phrase_embeds = phrase_embeds[index]
@@ -337,27 +327,10 @@ class CLOC(BaseModel):
         ensemble). Cached per (names, templates, context) until the next ``train()``
         or state-dict load."""
         templates = self.test_cfg['prompt_templates']
-        key = (tuple(names), templates, context_length)
-        if key not in self._class_embed_cache:
-            texts = [t.format(n) for n in names for t in templates]
-            if len(texts) > 4096:
-                print_log(f'CLOC: embedding {len(names)} class names x {len(templates)} '
-                          'prompt templates', logger='current')
-            embeds = torch.cat([
-                self.embed_texts(texts[i:i + 1024], context_length)
-                for i in range(0, len(texts), 1024)
-            ])
-            embeds = embeds.unflatten(0, (len(names), len(templates))).mean(1)
-            self._class_embed_cache[key] = F.normalize(embeds, dim=-1)
-        return self._class_embed_cache[key]
-
-    def train(self, mode: bool = True):
-        self._class_embed_cache = {}
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        self._class_embed_cache = {}
-        super()._load_from_state_dict(*args, **kwargs)
+        return self.cached_class_embeddings(
+            (tuple(names), templates, context_length),
+            lambda: ensemble_class_embeddings(
+                lambda texts: self.embed_texts(texts, context_length), names, templates))
 
     def predict(self, inputs: torch.Tensor, data_samples: SampleList) -> SampleList:
         """Fill the fields of ``test_cfg.outputs`` (see :data:`TEST_OUTPUTS` and
@@ -398,8 +371,6 @@ class CLOC(BaseModel):
             if want_ground:
                 ground_boxes = bbox_cxcywh_to_xyxy(self._ground(vit, phrase_embeds, regions.valid))
 
-        h, w = inputs.shape[-2:]
-        scale = inputs.new_tensor([w, h, w, h])
         starts = regions.valid.sum(1).cumsum(0) - regions.valid.sum(1)
         for i, sample in enumerate(data_samples):
             if 'image_embed' in outputs:
@@ -415,7 +386,7 @@ class CLOC(BaseModel):
             if phrase_embeds is not None and 'phrase_embeds' in outputs:
                 pred.phrase_embeds = phrase_embeds[starts[i]:starts[i] + int(keep.sum())]
             if ground_boxes is not None:
-                pred.ground_bboxes = ground_boxes[i][keep] * scale
+                pred.ground_bboxes = denormalize_boxes(ground_boxes[i][keep], inputs.shape[-2:])
             sample.pred_regions = pred
         return data_samples
 

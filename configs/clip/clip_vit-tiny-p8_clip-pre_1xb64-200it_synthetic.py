@@ -1,6 +1,6 @@
-# The control of configs/cloc/cloc_vit-tiny-p8_1x64_200it_synthetic_from-clip.py: the demo
+# The control of configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py: the demo
 # CLIP checkpoint continues for the same 200 iterations with the CLIP loss alone.
-_base_ = ['../cloc/cloc_vit-tiny-p8_1x64_200it_synthetic_from-clip.py']
+_base_ = ['../cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py']
 
 model = dict(
     prompter=None,

@@ -1,6 +1,6 @@
 # CLOC ViT-B/16 from scratch at paper scale: 128 GPUs x 256 images = batch 32,768
 # (docs/method.md, section 6).
-#   bash tools/dist_train.sh configs/cloc/cloc_vit-b16_128x256_400k_region-text.py 8  (x 16 nodes)
+#   bash tools/dist_train.sh configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py 8  (x 16 nodes)
 _base_ = [
     '../_base_/models/cloc_vit-b16.py',
     '../_base_/datasets/region_text_224.py',

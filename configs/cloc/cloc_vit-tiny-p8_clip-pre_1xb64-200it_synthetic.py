@@ -2,10 +2,10 @@
 # CLIP baseline's checkpoint (`python tools/run_demo.py` writes it) continues for 200
 # iterations with CLOC's region-text and grounding losses added. The Prompter reads the
 # encoder's output tokens ('final'), as the from-CLIP recipes at scale do
-# (cloc_vit-b16_8x128_10k_region-text_from-openai-clip.py). Its control is
-# configs/clip/clip_vit-tiny-p8_1x64_200it_synthetic_from-clip.py (CLIP alone, same budget).
+# (cloc_vit-b16_openai-clip-pre_8xb128-10k_region-text.py). Its control is
+# configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py (CLIP alone, same budget).
 #   python tools/run_demo.py --recipe from-clip
-_base_ = ['./cloc_vit-tiny-p8_1x64_600it_synthetic.py']
+_base_ = ['./cloc_vit-tiny-p8_1xb64-600it_synthetic.py']
 clip_checkpoint = 'work_dirs/demo/clip/iter_600.pth'
 
 model = dict(

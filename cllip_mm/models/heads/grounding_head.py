@@ -9,7 +9,7 @@ from mmdet.models.layers.transformer.utils import MLP, inverse_sigmoid
 from mmengine.model import BaseModule
 
 from cllip_mm.registry import MODELS
-from .prompter import Prompter, PrompterLayer
+from ..prompters import Prompter, PrompterLayer
 
 
 def token_centres(h: int, w: int, device=None) -> torch.Tensor:

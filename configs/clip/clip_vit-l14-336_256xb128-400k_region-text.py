@@ -1,7 +1,7 @@
-# The CLIP baseline of configs/cloc/cloc_vit-b16_128x256_400k_region-text.py: the same towers, data
+# The CLIP baseline of configs/cloc/cloc_vit-l14-336_256xb128-400k_region-text.py: the same towers, data
 # and recipe with the region terms off (regions evaluated by crop-and-encode:
 # docs/method.md, section 7).
-_base_ = ['../cloc/cloc_vit-b16_128x256_400k_region-text.py']
+_base_ = ['../cloc/cloc_vit-l14-336_256xb128-400k_region-text.py']
 model = dict(
     prompter=None,
     grounding_head=None,

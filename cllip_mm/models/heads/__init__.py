@@ -1,0 +1,3 @@
+from .grounding_head import GroundingHead
+
+__all__ = ['GroundingHead']
