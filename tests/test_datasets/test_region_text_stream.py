@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import os.path as osp
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -173,3 +174,62 @@ def test_bad_samples_are_counted_not_fatal(tmp_path):
     assert counts['bad region: box outside image'] >= 1
     assert counts['bad record: wrong type'] >= 1  # caption None
     assert counts['corrupt shard'] >= 1
+
+
+def _shard_of(sample_idx):
+    return sample_idx.split('/')[0]
+
+
+def test_two_processes_two_workers_read_each_sample_once_per_epoch(tiny_region_set,
+                                                                   tmp_path):
+    """Real ranks: 2 spawned processes in a gloo group x 2 DataLoader workers each.
+    10 shards of 5, 5, ..., 3 samples: the 4 readers get 3, 3, 2, 2 shards per epoch."""
+    from dist_stream_reader import run_ranks
+    summary = _tool().convert(tiny_region_set, 'annotations/train.jsonl',
+                              str(tmp_path / 'train-%05d.tar'), samples_per_shard=5)
+    assert len(summary['shards']) == 10
+    dataset = dict(type='RegionTextShardStream', sources=summary['shards'], mode='epoch',
+                   block_size=4, seed=None)  # the seed comes from rank 0
+    (out_dir := tmp_path / 'out').mkdir()
+    # 24 samples per worker: every worker (at most 15 a epoch) is into its epoch 1
+    ranks = run_ranks(2, str(out_dir), dataset, num_samples=48)
+    assert ranks[0]['seed'] == ranks[1]['seed']
+    samples = ranks[0]['samples'] + ranks[1]['samples']
+    assert {st['worker'] for _, st in ranks[0]['samples']} == {0, 1}
+    assert {st['worker'] for _, st in ranks[1]['samples']} == {2, 3}
+    expected = sorted(f'train-{i // 5:05d}.tar/{i:09d}' for i in range(48))
+    epoch = [[s for s, st in samples if st['sources'][0][0] == e] for e in (0, 1)]
+    assert sorted(epoch[0]) == expected  # every sample exactly once in epoch 0
+    assert len(set(epoch[1])) == len(epoch[1]) > 0  # no repeat in epoch 1 so far
+    for e in (0, 1):  # each shard is read by one reader per epoch
+        readers = {}
+        for s, st in samples:
+            if st['sources'][0][0] == e:
+                readers.setdefault(_shard_of(s), set()).add(st['worker'])
+        assert all(len(r) == 1 for r in readers.values()), (e, readers)
+
+
+def test_two_processes_resampled_cover_shards_by_weight(shards, tmp_path):
+    """Resampled mode, 2 processes x 2 workers: source A (4 shards, weight 3) and B (4
+    shards, weight 1); each shard of A should give 3/16 of the samples, of B 1/16."""
+    from dist_stream_reader import run_ranks
+    paths = expand_shards(shards)
+    dataset = dict(type='RegionTextShardStream', mode='resampled', block_size=6, seed=5,
+                   sources=[dict(shards=paths[:4], weight=3.0),
+                            dict(shards=paths[4:], weight=1.0)])
+    (out_dir := tmp_path / 'out').mkdir()
+    ranks = run_ranks(2, str(out_dir), dataset, num_samples=1200, batch_size=20)
+    samples = [s for r in ranks for s, _ in r['samples']]
+    counts = Counter(_shard_of(s) for s in samples)
+    share_a = sum(counts[f'train-{i:05d}.tar'] for i in range(4)) / len(samples)
+    assert abs(share_a - 0.75) < 0.03, share_a
+    for i in range(8):
+        expected = len(samples) * (3 if i < 4 else 1) / 16
+        assert abs(counts[f'train-{i:05d}.tar'] / expected - 1) < 0.3, (i, counts)
+    # the readers draw their own shards: the four sequences differ
+    per_reader = {}
+    for r in ranks:
+        for s, st in r['samples']:
+            per_reader.setdefault(st['worker'], []).append(_shard_of(s))
+    assert len(per_reader) == 4
+    assert len({tuple(v[:60]) for v in per_reader.values()}) == 4
