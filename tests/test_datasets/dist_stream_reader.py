@@ -55,7 +55,7 @@ def read_rank(rank: int, world_size: int, port: int, out_dir: str, dataset: dict
 
 
 def run_ranks(world_size: int, out_dir: str, dataset: dict, num_samples: int,
-              num_workers: int = 2, batch_size: int = 3, timeout: float = 180) -> list:
+              num_workers: int = 2, batch_size: int = 3, timeout: float = 600) -> list:
     """Spawn ``world_size`` processes running :func:`read_rank`; wait at most
     ``timeout`` seconds, then kill them and raise ``TimeoutError`` (never hang).
     Returns the per-rank results."""
