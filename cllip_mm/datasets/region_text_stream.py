@@ -37,6 +37,15 @@ def grit_to_record(meta: dict, image: str) -> dict:
     return dict(image=image, width=w, height=h, caption=caption, regions=regions)
 
 
+def _state_json(worker: int, n: int, sources: list) -> str:
+    """``json.dumps(dict(worker=..., n=..., sources=...))`` of a reader's state (ints,
+    a list per source of 5 ints or None), written directly: it is made for every
+    sample."""
+    srcs = ', '.join('null' if s is None else '[' + ', '.join(map(str, s)) + ']'
+                     for s in sources)
+    return f'{{"worker": {worker}, "n": {n}, "sources": [{srcs}]}}'
+
+
 class _SourceCursor:
     """The samples of one source seen by one global worker, as an infinite iterator of
     ``(shard, key, files), state``.
@@ -260,7 +269,7 @@ class RegionTextShardStream(IterableDataset):
                     self._skip('pipeline returned None', f'{shard}:{key}', '')
             if results is None:
                 continue
-            results[STATE_KEY] = json.dumps(dict(worker=g, n=n, sources=src_states))
+            results[STATE_KEY] = _state_json(g, n, src_states)
             yield results
 
     def _skip(self, reason: str, where: str, detail: str, count: int = 1) -> None:

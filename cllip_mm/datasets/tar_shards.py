@@ -13,7 +13,7 @@ import os
 import os.path as osp
 import re
 import tarfile
-from typing import Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 
 def expand_shards(spec: Union[str, Sequence[str]], root: str = '') -> List[str]:
@@ -49,6 +49,114 @@ def sample_key(name: str) -> Tuple[str, str]:
     return (osp.join(dirname, key) if dirname else key), ext.lower()
 
 
+#: member types read as files; a type with data other than these and the GNU long name
+#: / pax extended header (global pax headers, sparse files...) hands the rest of the
+#: shard to ``tarfile``
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_NO_DATA_TYPES = (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
+                  tarfile.DIRTYPE, tarfile.FIFOTYPE)
+_EXT_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE)
+
+
+def _pax_records(data: bytes) -> Dict[str, str]:
+    """The ``"LEN key=value\\n"`` records of a pax extended header."""
+    out, pos = {}, 0
+    while pos < len(data) and data[pos:pos + 1] != b'\0':
+        length = int(data[pos:data.index(b' ', pos)])
+        key, _, value = data[data.index(b' ', pos) + 1:pos + length - 1].partition(b'=')
+        out[key.decode('utf-8')] = value.decode('utf-8', 'surrogateescape')
+        pos += length
+    return out
+
+
+def _members_tarfile(f, offset: int, size: int, path: str
+                     ) -> Iterator[Tuple[str, int, bytes]]:
+    """``(name, header offset, data)`` of the file members from ``offset``, read by
+    ``tarfile`` (every header type it knows)."""
+    f.seek(offset)
+    tar = tarfile.open(fileobj=f, mode='r:')
+    for member in tar:
+        if member.offset_data + member.size > size:
+            raise tarfile.ReadError(f'{path}: truncated member {member.name}')
+        if member.isfile():
+            yield member.name, member.offset, tar.extractfile(member).read()
+    # tarfile stops quietly at a cut header or at the end of the file: what follows
+    # must be the end-of-archive zero blocks
+    f.seek(tar.offset)
+    _check_end(f.read(), path, tar.offset)
+
+
+def _check_end(rest: bytes, path: str, offset: int) -> None:
+    if len(rest) < tarfile.BLOCKSIZE or rest.strip(b'\0'):
+        raise tarfile.ReadError(f'{path}: truncated or corrupt after byte {offset}')
+
+
+def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, bytes]]:
+    """``(name, header offset, data)`` of the file members from ``offset``.
+
+    Plain ustar / GNU headers of files, GNU long names and pax extended headers
+    (``path``; webdataset's writer puts one before every member, for its float
+    ``mtime``) are parsed here: ``tarfile`` spends most of a small member's time
+    building a ``TarInfo``. At the first header of another kind with data the rest
+    goes to :func:`_members_tarfile`. A member's offset is that of its first header
+    (extended headers included), where a reader can start again.
+    """
+    block = tarfile.BLOCKSIZE
+    f.seek(offset)
+    ext: Dict[str, str] = {}  # GNU long name / pax records of the next member
+    ext_start: Optional[int] = None  # offset of the next member's first extra header
+    while True:
+        buf = f.read(block)
+        if len(buf) < block or not buf.strip(b'\0'):  # end of archive (or cut)
+            _check_end(buf + f.read(), path, offset)
+            return
+        typ = buf[156:157]
+        if typ not in _FILE_TYPES and typ not in _NO_DATA_TYPES and \
+                typ not in _EXT_TYPES:
+            yield from _members_tarfile(f, offset if ext_start is None else ext_start,
+                                        size, path)
+            return
+        try:
+            chksum = tarfile.nti(buf[148:156])
+            length = tarfile.nti(buf[124:136])
+        except tarfile.InvalidHeaderError as e:
+            raise tarfile.ReadError(f'{path}: invalid header at byte {offset}: {e}')
+        # the checksum counts its own field as spaces (ustar), as tarfile checks it
+        if chksum != 256 + sum(buf[:148]) + sum(buf[156:]) and \
+                chksum not in tarfile.calc_chksums(buf):
+            raise tarfile.ReadError(f'{path}: bad header checksum at byte {offset}')
+        name = buf[:100].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
+        if buf[257:265] == tarfile.POSIX_MAGIC and buf[345]:  # ustar name prefix
+            prefix = buf[345:500].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
+            name = f'{prefix}/{name}'
+        data_offset = offset + block
+        if typ in _NO_DATA_TYPES:
+            length = 0
+        if data_offset + length > size:
+            raise tarfile.ReadError(f'{path}: truncated member {name}')
+        if typ in _EXT_TYPES:  # a long name or pax header for the next member
+            data = f.read(length)
+            f.seek(-length % block, 1)
+            if ext_start is None:
+                ext_start = offset  # the member starts at its first extra header
+            if typ == tarfile.GNUTYPE_LONGNAME:
+                ext['path'] = data.split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
+            else:
+                ext.update(_pax_records(data))
+        else:
+            name = ext.get('path', name)
+            if 'size' in ext and typ in _FILE_TYPES:  # pax size: files over 8 GiB
+                raise tarfile.ReadError(f'{path}: member {name} too large for a sample')
+            if typ in _FILE_TYPES and not name.endswith('/'):
+                data = f.read(length)
+                f.seek(-length % block, 1)
+                yield name, offset if ext_start is None else ext_start, data
+            else:
+                f.seek(length + (-length % block), 1)
+            ext, ext_start = {}, None
+        offset = data_offset + length + (-length % block)
+
+
 def iter_tar_samples(path: str, offset: int = 0
                      ) -> Iterator[Tuple[str, Dict[str, bytes], int, int]]:
     """Yield ``(key, {ext: bytes}, start, end)`` for each sample of a tar shard,
@@ -58,31 +166,19 @@ def iter_tar_samples(path: str, offset: int = 0
     Raises:
         tarfile.TarError, OSError: A truncated or corrupt shard (the caller counts it).
     """
-    if offset and offset >= os.path.getsize(path):
+    size = os.path.getsize(path)
+    if offset and offset >= size:
         return
     with open(path, 'rb') as f:
-        f.seek(offset)
-        tar = tarfile.open(fileobj=f, mode='r:')
-        size = os.path.getsize(path)
         key, files, start = None, {}, offset
-        for member in tar:
-            if member.offset_data + member.size > size:
-                raise tarfile.ReadError(f'{path}: truncated member {member.name}')
-            if not member.isfile():
-                continue
-            k, ext = sample_key(member.name)
+        for name, member_offset, data in _members(f, offset, size, path):
+            k, ext = sample_key(name)
             if key is not None and k != key:
-                yield key, files, start, member.offset
+                yield key, files, start, member_offset
                 files = {}
             if k != key:
-                key, start = k, member.offset
-            files[ext] = tar.extractfile(member).read()
-        # tarfile stops quietly at a cut header or at the end of the file: what follows
-        # must be the end-of-archive zero blocks
-        f.seek(tar.offset)
-        rest = f.read()
-        if len(rest) < tarfile.BLOCKSIZE or rest.strip(b'\0'):
-            raise tarfile.ReadError(f'{path}: truncated or corrupt after byte {tar.offset}')
+                key, start = k, member_offset
+            files[ext] = data
         if key is not None:
             yield key, files, start, size
 

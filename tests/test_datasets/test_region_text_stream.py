@@ -6,6 +6,8 @@ import io
 import itertools
 import json
 import os.path as osp
+import tarfile
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -173,3 +175,103 @@ def test_bad_samples_are_counted_not_fatal(tmp_path):
     assert counts['bad region: box outside image'] >= 1
     assert counts['bad record: wrong type'] >= 1  # caption None
     assert counts['corrupt shard'] >= 1
+
+
+def _shard_of(sample_idx):
+    return sample_idx.split('/')[0]
+
+
+def test_two_processes_two_workers_read_each_sample_once_per_epoch(tiny_region_set,
+                                                                   tmp_path):
+    """Real ranks: 2 spawned processes in a gloo group x 2 DataLoader workers each.
+    10 shards of 5, 5, ..., 3 samples: the 4 readers get 3, 3, 2, 2 shards per epoch."""
+    from dist_stream_reader import run_ranks
+    summary = _tool().convert(tiny_region_set, 'annotations/train.jsonl',
+                              str(tmp_path / 'train-%05d.tar'), samples_per_shard=5)
+    assert len(summary['shards']) == 10
+    dataset = dict(type='RegionTextShardStream', sources=summary['shards'], mode='epoch',
+                   block_size=4, seed=None)  # the seed comes from rank 0
+    (out_dir := tmp_path / 'out').mkdir()
+    # 24 samples per worker: every worker (at most 15 a epoch) is into its epoch 1
+    ranks = run_ranks(2, str(out_dir), dataset, num_samples=48)
+    assert ranks[0]['seed'] == ranks[1]['seed']
+    samples = ranks[0]['samples'] + ranks[1]['samples']
+    assert {st['worker'] for _, st in ranks[0]['samples']} == {0, 1}
+    assert {st['worker'] for _, st in ranks[1]['samples']} == {2, 3}
+    expected = sorted(f'train-{i // 5:05d}.tar/{i:09d}' for i in range(48))
+    epoch = [[s for s, st in samples if st['sources'][0][0] == e] for e in (0, 1)]
+    assert sorted(epoch[0]) == expected  # every sample exactly once in epoch 0
+    assert len(set(epoch[1])) == len(epoch[1]) > 0  # no repeat in epoch 1 so far
+    for e in (0, 1):  # each shard is read by one reader per epoch
+        readers = {}
+        for s, st in samples:
+            if st['sources'][0][0] == e:
+                readers.setdefault(_shard_of(s), set()).add(st['worker'])
+        assert all(len(r) == 1 for r in readers.values()), (e, readers)
+
+
+def test_two_processes_resampled_cover_shards_by_weight(shards, tmp_path):
+    """Resampled mode, 2 processes x 2 workers: source A (4 shards, weight 3) and B (4
+    shards, weight 1); each shard of A should give 3/16 of the samples, of B 1/16."""
+    from dist_stream_reader import run_ranks
+    paths = expand_shards(shards)
+    dataset = dict(type='RegionTextShardStream', mode='resampled', block_size=6, seed=5,
+                   sources=[dict(shards=paths[:4], weight=3.0),
+                            dict(shards=paths[4:], weight=1.0)])
+    (out_dir := tmp_path / 'out').mkdir()
+    ranks = run_ranks(2, str(out_dir), dataset, num_samples=1200, batch_size=20)
+    samples = [s for r in ranks for s, _ in r['samples']]
+    counts = Counter(_shard_of(s) for s in samples)
+    share_a = sum(counts[f'train-{i:05d}.tar'] for i in range(4)) / len(samples)
+    assert abs(share_a - 0.75) < 0.03, share_a
+    for i in range(8):
+        expected = len(samples) * (3 if i < 4 else 1) / 16
+        assert abs(counts[f'train-{i:05d}.tar'] / expected - 1) < 0.3, (i, counts)
+    # the readers draw their own shards: the four sequences differ
+    per_reader = {}
+    for r in ranks:
+        for s, st in r['samples']:
+            per_reader.setdefault(st['worker'], []).append(_shard_of(s))
+    assert len(per_reader) == 4
+    assert len({tuple(v[:60]) for v in per_reader.values()}) == 4
+
+
+@pytest.mark.parametrize('fmt', [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT,
+                                 tarfile.PAX_FORMAT])
+def test_tar_reader_equals_tarfile(tmp_path, fmt):
+    """The lean header parser of iter_tar_samples reads what tarfile reads: ustar name
+    prefixes, GNU long names and pax headers (handed to tarfile), directories, data
+    of any length; a bad header checksum is a ReadError, not a silent end."""
+    from cllip_mm.datasets import tar_shards
+    path = str(tmp_path / 'x.tar')
+    deep = 'd' * 60 + '/' + 'e' * 60  # > 100 characters: ustar splits it at the '/'
+    names = [f'{deep}/k0.jpg', f'{deep}/k0.json', 'k1.jpg', 'k1.json']
+    if fmt != tarfile.USTAR_FORMAT:  # a name ustar cannot hold
+        names += ['k' * 120 + '.jpg', 'k' * 120 + '.json']
+    with tarfile.open(path, 'w', format=fmt) as tar:
+        dir_info = tarfile.TarInfo('a_dir')
+        dir_info.type = tarfile.DIRTYPE
+        tar.addfile(dir_info)
+        for i, name in enumerate(names):
+            data = bytes(range(256)) * i + b'x' * (i * 37)  # not multiples of 512
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            if fmt == tarfile.PAX_FORMAT:
+                info.mtime = 1.5  # a pax header per member, as webdataset writes
+            tar.addfile(info, io.BytesIO(data))
+    size = osp.getsize(path)
+    with open(path, 'rb') as f:
+        fast = list(tar_shards._members(f, 0, size, path))
+    with open(path, 'rb') as f:
+        slow = list(tar_shards._members_tarfile(f, 0, size, path))
+    assert fast == slow and [n for n, *_ in fast] == names
+    samples = list(iter_tar_samples(path))
+    assert [k for k, *_ in samples] == [f'{deep}/k0', 'k1', 'k' * 120][:len(names) // 2]
+    for (_, _, start, _), (name, offset, _) in zip(samples, fast[::2]):
+        assert start == offset
+    # a flipped byte in the second sample's header
+    data = bytearray(open(path, 'rb').read())
+    data[fast[2][1] + 10] ^= 0xFF
+    open(path, 'wb').write(bytes(data))
+    with pytest.raises(tarfile.ReadError, match='checksum|corrupt'):
+        list(iter_tar_samples(path))

@@ -45,6 +45,9 @@ class ResumableInfiniteSampler(Sampler):
         #: State read from a checkpoint, applied by the train loop when it resumes.
         self.pending_state: Optional[dict] = None
 
+    #: state entries that must match between the checkpoint and this sampler
+    RESUME_KEYS = ('size', 'world_size', 'shuffle')
+
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The global order of epoch ``epoch`` (int64 [len(dataset)])."""
         if not self.shuffle:
@@ -90,10 +93,10 @@ class ResumableInfiniteSampler(Sampler):
             ValueError: If the dataset size, the world size or the shuffle flag
                 differ (the stream would not be the same).
         """
-        for key in ('size', 'world_size', 'shuffle'):
+        for key in self.RESUME_KEYS:
             if state.get(key) != getattr(self, key):
                 raise ValueError(
-                    f'ResumableInfiniteSampler: cannot resume a stream with {key}='
+                    f'{type(self).__name__}: cannot resume a stream with {key}='
                     f'{state.get(key)!r} (checkpoint) as {key}={getattr(self, key)!r}; '
                     f'the sample order would differ')
         self.seed = int(state['seed'])

@@ -6,6 +6,7 @@ is an exception, so that the three runs share one process.)"""
 import glob
 import json
 import os.path as osp
+from collections import Counter
 
 import pytest
 import sample_log_helpers  # noqa: F401 (registers the hooks)
@@ -34,11 +35,28 @@ def _run(cfg, tmp_path, monkeypatch, name, work_dir, crash_after=None, **overrid
     return _ids(log), open(text_log).read()
 
 
+MIX_CONFIG = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__))))), 'configs/_base_/datasets/region_text_mix_224.py')
+
+
+def _mix_sources(cfg):
+    """The mixing of configs/_base_/datasets/region_text_mix_224.py on the tiny set: the
+    training file as two sources, 16 + 8 samples per epoch."""
+    from mmengine.config import Config
+    mix = Config.fromfile(MIX_CONFIG).train_dataloader
+    source = cfg.train_dataloader.dataset
+    cfg.train_dataloader.dataset = dict(mix.dataset, datasets=[source, source])
+    cfg.train_dataloader.sampler = dict(mix.sampler, dataset_size=[16, 8])
+
+
+@pytest.mark.parametrize('sampler', ['ResumableInfiniteSampler', 'ResumableSampleSizeSampler'])
 def test_crash_and_resume_sees_the_uninterrupted_samples(make_tiny_cloc_cfg, tmp_path,
-                                                         monkeypatch):
+                                                         monkeypatch, sampler):
     cfg = make_tiny_cloc_cfg(max_iters=7)  # 7 x 8 samples: crosses the 48-image epoch
     cfg.train_cfg.type = 'ResumableIterBasedTrainLoop'
     cfg.train_dataloader.sampler = dict(type='ResumableInfiniteSampler', shuffle=True)
+    if sampler == 'ResumableSampleSizeSampler':
+        _mix_sources(cfg)  # epochs of 24 samples: crossed twice
     # a prefetching worker: the resumed loop must drop what it fetched from position 0
     cfg.train_dataloader.update(num_workers=1, persistent_workers=True)
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
@@ -58,8 +76,12 @@ def test_crash_and_resume_sees_the_uninterrupted_samples(make_tiny_cloc_cfg, tmp
     assert sorted(crashed) == list(range(1, 6)) and sorted(resumed) == list(range(5, 8))
     assert {i: crashed[i] for i in range(1, 5)} == {i: full[i] for i in range(1, 5)}
     assert resumed == {i: full[i] for i in range(5, 8)}
-    # the first epoch (6 batches of 8 = 48 images) holds every image once
-    assert sorted(sum((full[i] for i in range(1, 7)), [])) == list(range(48))
+    if sampler == 'ResumableInfiniteSampler':
+        # the first epoch (6 batches of 8 = 48 images) holds every image once
+        assert sorted(sum((full[i] for i in range(1, 7)), [])) == list(range(48))
+    else:  # 3 batches = one epoch of 16 + 8: the ids repeat only where sources overlap
+        epoch = sum((full[i] for i in range(1, 4)), [])
+        assert len(epoch) == 24 and max(Counter(epoch).values()) <= 2
 
 
 def test_stream_crash_and_resume_sees_the_uninterrupted_samples(
