@@ -36,9 +36,8 @@ def status_mb(field: str) -> float:
 
 
 def child(args) -> dict:
-    import torch
-
     import perf_common as pc
+    import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = pc.tmp_tokenizer()

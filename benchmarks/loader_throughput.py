@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from cllip_mm.registry import DATASETS
 from cllip_mm.utils import register_all_modules
 
-CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py'
+CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py'
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 

@@ -10,7 +10,7 @@ printed and prints one JSON document with the metrics and wall times.
 
     python benchmarks/mmdet_downstream_e2e.py                 # random tiny CLOC, new data
     python benchmarks/mmdet_downstream_e2e.py \\
-        --cloc-checkpoint work_dirs/cloc_vit-tiny-p8_1xb64-600it_synthetic/iter_600.pth \\
+        --cloc-checkpoint work_dirs/cloc_vit-tiny-p8_1xb64-1200it_synthetic/iter_1200.pth \\
         --data-root data/cloc_demo --iters 200
 
 Exit status 1 if a step fails or a metric name is missing.

@@ -52,9 +52,9 @@ def main():
         runs['second_set(data_seed=7,objects=3-7)/seed0'] = run(
             osp.join(args.work_dir, 'second_set'), 'data/cloc_demo_s7_3to7', 0, 7, (3, 7))
     if not args.no_from_clip:
-        clip = osp.join(args.work_dir, 'seed0', 'clip', 'iter_600.pth')
+        clip = osp.join(args.work_dir, 'seed0', 'clip', 'iter_1200.pth')
         if not osp.exists(clip):
-            clip = 'work_dirs/demo/clip/iter_600.pth'
+            clip = 'work_dirs/demo/clip/iter_1200.pth'
         runs['from_clip(200it)/seed0'] = run(
             osp.join(args.work_dir, 'from_clip'), 'data/cloc_demo', extra=(
                 '--recipe', 'from-clip', '--clip-checkpoint', clip))

@@ -16,9 +16,9 @@ import collections
 import json
 
 import torch
+from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
-from mmdet.structures.bbox import bbox_overlaps
 from mmengine.runner import Runner
 
 from cllip_mm.utils import register_all_modules

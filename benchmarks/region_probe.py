@@ -28,13 +28,13 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from cllip_mm.datasets.synthetic import all_phrases
-from cllip_mm.models.multimodal.cloc import pack_regions
 from cllip_mm.models.layers import boxes_to_rois, roi_align
 from cllip_mm.models.losses import phrase_keys
+from cllip_mm.models.multimodal.cloc import pack_regions
 from cllip_mm.registry import DATASETS, MODELS
 from cllip_mm.utils import register_all_modules
 
-CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py'
+CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py'
 VARIANTS = {
     'final': dict(roi_sources=('final', ), context_sources=('final', )),
     'patch_embed': dict(roi_sources=('patch_embed', ), context_sources=('final', 'patch_embed')),

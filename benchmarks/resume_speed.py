@@ -30,7 +30,7 @@ from mmengine.runner import Runner
 from cllip_mm.registry import HOOKS
 from cllip_mm.utils import register_all_modules
 
-CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py'
+CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py'
 FIRST_ITER = {}
 
 

@@ -39,7 +39,7 @@ MARKS = {}
 
 def default_config() -> str:
     # The demo config (its file name follows the configs' naming scheme).
-    found = sorted(glob.glob(osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1x*600it_synthetic.py')))
+    found = sorted(glob.glob(osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-*_synthetic.py')))
     if not found:
         raise SystemExit('demo config not found under configs/cloc/; pass --config')
     return found[0]

@@ -37,7 +37,6 @@ import types
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import perf_common as pc  # noqa: E402

@@ -4,8 +4,8 @@
 Examples::
 
     # name the objects in two boxes (xyxy pixels), choosing among the texts
-    python demo/image_demo.py img.jpg configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py \\
-        --weights work_dirs/demo/cloc/iter_600.pth \\
+    python demo/image_demo.py img.jpg configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py \\
+        --weights work_dirs/demo/cloc/iter_1200.pth \\
         --boxes 10 12 60 70 70 20 120 90 --texts "red circle" "blue square" --out labels.png
     # find the box of each phrase
     python demo/image_demo.py img.jpg CONFIG --weights CKPT --texts "red circle" --out ground.png

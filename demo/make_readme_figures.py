@@ -2,10 +2,10 @@
 """Regenerate the README pictures from the demo checkpoints and the demo data.
 
     python demo/make_readme_figures.py \\
-        --config configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py \\
-        --weights work_dirs/demo/cloc/iter_600.pth \\
-        --baseline-config configs/clip/clip_vit-tiny-p8_1xb64-600it_synthetic.py \\
-        --baseline-weights work_dirs/demo/clip/iter_600.pth \\
+        --config configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py \\
+        --weights work_dirs/demo/cloc/iter_1200.pth \\
+        --baseline-config configs/clip/clip_vit-tiny-p8_1xb64-1200it_synthetic.py \\
+        --baseline-weights work_dirs/demo/clip/iter_1200.pth \\
         --data-root data/cloc_demo --out-dir docs/figures
 
 (after ``python tools/run_demo.py``, which writes the data and both checkpoints). On the
@@ -41,8 +41,8 @@ from cllip_mm.utils import register_all_modules  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Write the README pictures (docs/figures)')
-    parser.add_argument('--config', default='configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py')
-    parser.add_argument('--weights', default='work_dirs/demo/cloc/iter_600.pth')
+    parser.add_argument('--config', default='configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py')
+    parser.add_argument('--weights', default='work_dirs/demo/cloc/iter_1200.pth')
     parser.add_argument('--baseline-config', help='CLIP baseline config (adds a row to region_labels)')
     parser.add_argument('--baseline-weights', help='CLIP baseline checkpoint')
     parser.add_argument('--data-root', default='data/cloc_demo')

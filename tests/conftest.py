@@ -4,7 +4,7 @@ import os.path as osp
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py')
+DEMO_CONFIG = osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py')
 
 
 @pytest.fixture(scope='session')

@@ -7,7 +7,6 @@ import inspect
 
 from mmengine.registry import Registry
 
-import cllip_mm.registry
 from cllip_mm.utils import register_all_modules
 
 

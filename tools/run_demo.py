@@ -34,8 +34,8 @@ from cllip_mm.utils.plot import plot_curves  # noqa: E402
 
 RECIPES = {
     'scratch': {
-        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py',
-        'CLIP': 'configs/clip/clip_vit-tiny-p8_1xb64-600it_synthetic.py',
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_1xb64-1200it_synthetic.py',
     },
     'from-clip': {
         'CLOC': 'configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py',
@@ -70,7 +70,7 @@ def parse_args():
     parser.add_argument('--num-train', type=int, default=4000)
     parser.add_argument('--num-val', type=int, default=500)
     parser.add_argument('--recipe', choices=list(RECIPES), default='scratch')
-    parser.add_argument('--clip-checkpoint', default='work_dirs/demo/clip/iter_600.pth',
+    parser.add_argument('--clip-checkpoint', default='work_dirs/demo/clip/iter_1200.pth',
                         help="the CLIP checkpoint the 'from-clip' recipe continues from")
     parser.add_argument('--shifts', nargs='*', default=sorted(SHIFTS), choices=sorted(SHIFTS),
                         help='shifted evaluation sets (written under DATA_ROOT/shifts/)')

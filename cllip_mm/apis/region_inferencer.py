@@ -75,8 +75,8 @@ class RegionInferencer(BaseInferencer):
     checkpoint alone (its config is read from the checkpoint), or from a Hugging Face
     directory written by ``tools/model_converters/cllip_to_hf.py``::
 
-        inferencer = RegionInferencer('configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py',
-                                      'work_dirs/demo/cloc/iter_600.pth', device='cpu')
+        inferencer = RegionInferencer('configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py',
+                                      'work_dirs/demo/cloc/iter_1200.pth', device='cpu')
         inferencer = RegionInferencer('hf_cloc_vit-b16')          # exported HF directory
         inferencer.classify_regions('img.jpg', [[10, 20, 60, 80]], ['red circle', 'blue square'])
         inferencer.ground('img.jpg', ['red circle'])

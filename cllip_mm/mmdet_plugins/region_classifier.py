@@ -17,7 +17,6 @@ from cllip_mm.models.backbones import ViTOutput
 from cllip_mm.models.layers import batched_nms
 from cllip_mm.models.utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
 from cllip_mm.structures import pad_boxes
-
 from .utils import build_cllip_module
 
 BOX_SOURCES = ('gt', 'proposals', 'detector')

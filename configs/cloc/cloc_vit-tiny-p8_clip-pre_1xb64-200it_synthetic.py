@@ -5,8 +5,8 @@
 # (cloc_vit-b16_openai-clip-pre_8xb128-10k_region-text.py). Its control is
 # configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py (CLIP alone, same budget).
 #   python tools/run_demo.py --recipe from-clip
-_base_ = ['./cloc_vit-tiny-p8_1xb64-600it_synthetic.py']
-clip_checkpoint = 'work_dirs/demo/clip/iter_600.pth'
+_base_ = ['./cloc_vit-tiny-p8_1xb64-1200it_synthetic.py']
+clip_checkpoint = 'work_dirs/demo/clip/iter_1200.pth'
 
 model = dict(
     prompter=dict(roi_sources=('final', ), context_sources=('final', )),

@@ -5,8 +5,12 @@ import pytest
 import torch
 
 from cllip_mm.mmdet_plugins import ClocViT
-from cllip_mm.models.converters import (check_against_model, convert_cllip_state_dict,
-                                        converted_parts, load_cllip_state_dict)
+from cllip_mm.models.converters import (
+    check_against_model,
+    convert_cllip_state_dict,
+    converted_parts,
+    load_cllip_state_dict,
+)
 
 
 def test_prefix_mapping_and_report(tiny_cloc):

@@ -343,7 +343,7 @@ def test_benchmark_config_for_tools_test_equals_the_tool(tiny_region_set, tmp_pa
     cfg.update(load_from=ckpt, work_dir=str(tmp_path / 'test'), experiment_name='tools_test')
     via_test = Runner.from_cfg(cfg).test()
 
-    via_tool = run(osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py'), ckpt,
+    via_tool = run(osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py'), ckpt,
                    ['synthetic_region_cls'], str(tmp_path), '--task-root',
                    f'synthetic_region_cls={root}', '--cfg-options',
                    f'model.tokenizer.path={tokenizer}', work_dir=tmp_path / 'tool')

@@ -5,7 +5,7 @@
 Example::
 
     python tools/analysis_tools/browse_dataset.py \\
-        configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py --split train --num 8 \\
+        configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py --split train --num 8 \\
         --output-dir work_dirs/browse --not-show
 
 Any dataset whose pipeline packs a ``RegionTextDataSample`` (``gt_regions`` with

@@ -35,8 +35,12 @@ try:
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 from cllip_mm.models.converters import (  # noqa: E402
-    PART_PREFIXES, check_against_model, convert_cllip_state_dict, converted_parts,
-    load_cllip_state_dict)
+    PART_PREFIXES,
+    check_against_model,
+    convert_cllip_state_dict,
+    converted_parts,
+    load_cllip_state_dict,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,8 +1,14 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 from .formatting import PackRegionTextInputs
 from .loading import BadImageError, LoadImageFromFileChecked
-from .transforms import (RandomFlipWithPhrases, RandomResizedCropWithRegions,
-                         RandomZoomOutWithRegions, SampleRegions, select_regions, swap_left_right)
+from .transforms import (
+                         RandomFlipWithPhrases,
+                         RandomResizedCropWithRegions,
+                         RandomZoomOutWithRegions,
+                         SampleRegions,
+                         select_regions,
+                         swap_left_right,
+)
 
 __all__ = [
     'BadImageError', 'LoadImageFromFileChecked', 'RandomResizedCropWithRegions', 'RandomZoomOutWithRegions',

@@ -1,9 +1,16 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Weight conversion between cllip_mm and other code bases: CLIP weights in
 (docs/interoperability.md), Hugging Face and the mmdet plugins out (docs/downstream.md)."""
-from .arch import (CLOC_WEIGHT_MODULES, cloc_heads_cfg, encoder_cfgs_from_model,
-                   encoder_cfgs_from_state_dict, format_config, mlp_ratio_for,
-                   reference_shapes, resize_image_pos_embed)
+from .arch import (
+                   CLOC_WEIGHT_MODULES,
+                   cloc_heads_cfg,
+                   encoder_cfgs_from_model,
+                   encoder_cfgs_from_state_dict,
+                   format_config,
+                   mlp_ratio_for,
+                   reference_shapes,
+                   resize_image_pos_embed,
+)
 from .clip_import import DEFAULT_ACT, SRC_FORMATS, ClipImport, import_clip
 from .hf_clip import (
                    convert_hf_clip,
@@ -15,10 +22,19 @@ from .hf_clip import (
                    move_token_embedding,
 )
 from .hf_export import HFExport, export_cloc_to_hf, export_image_processor
-from .io import (copy_tokenizer_files, load_cllip_state_dict, load_hf_pretrained,
-                 load_state_dict_file, save_mmengine_checkpoint)
-from .mmdet_plugins import (PART_PREFIXES, check_against_model, convert_cllip_state_dict,
-                            converted_parts)
+from .io import (
+                   copy_tokenizer_files,
+                   load_cllip_state_dict,
+                   load_hf_pretrained,
+                   load_state_dict_file,
+                   save_mmengine_checkpoint,
+)
+from .mmdet_plugins import (
+                   PART_PREFIXES,
+                   check_against_model,
+                   convert_cllip_state_dict,
+                   converted_parts,
+)
 from .openai_clip import convert_openai_clip
 from .prompter_io import PrompterBundle, export_prompter, hf_patch_tokens, load_prompter
 from .report import ConversionReport, match_state_dict

@@ -1,7 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-from typing import Tuple
-
 import math
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F

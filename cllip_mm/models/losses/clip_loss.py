@@ -5,9 +5,8 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
-
 from mmengine.dist import get_rank, get_world_size
+from torch import Tensor
 
 from cllip_mm.registry import MODELS
 from .utils import all_gather_sizes, gather_variable_with_grad, global_value

@@ -5,9 +5,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
-
 from mmengine.dist import get_world_size
+from torch import Tensor
 
 from cllip_mm.registry import MODELS
 from .clip_loss import check_pair, gather_pairs

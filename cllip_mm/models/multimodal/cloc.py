@@ -10,8 +10,7 @@ from mmengine.structures import InstanceData
 
 from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
-from cllip_mm.structures import (RegionTextDataSample, SampleList, denormalize_boxes, pad_boxes,
-                                 padding_mask)
+from cllip_mm.structures import SampleList, denormalize_boxes, pad_boxes, padding_mask
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
 from ..utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings

@@ -1,11 +1,11 @@
 # Tiny CPU variants of the downstream configs: the CLOC ViT-tiny/8 encoders of
-# configs/cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py on the synthetic demo set,
+# configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py on the synthetic demo set,
 # converted to mmdet formats by tools/dataset_converters/synthetic_to_coco.py.
 # Paths come from the environment when set (tests use temporary directories):
 #   CLOC_SYNTHETIC_ROOT  the synthetic set (with tokenizer/ and mmdet/), trailing '/'
 #   CLOC_TINY_CHECKPOINT the tiny CLOC checkpoint converted by cllip_to_mmdet.py
 synthetic_root = '{{$CLOC_SYNTHETIC_ROOT:data/cloc_demo/}}'
-tiny_checkpoint = '{{$CLOC_TINY_CHECKPOINT:work_dirs/cloc_vit-tiny-p8_1xb64-600it_synthetic/cloc_mmdet.pth}}'
+tiny_checkpoint = '{{$CLOC_TINY_CHECKPOINT:work_dirs/cloc_vit-tiny-p8_1xb64-1200it_synthetic/cloc_mmdet.pth}}'
 
 # The 32 phrases of the synthetic set and its OV split (synthetic_to_coco.py's default:
 # every colour and every shape is novel once, so novel classes are new compositions).

@@ -1,6 +1,6 @@
-# 600 iterations of AdamW with a linear warm-up and cosine decay (the CPU demo budget).
-max_iters = 600
-warmup_iters = 50
+# 1200 iterations of AdamW with a linear warm-up and cosine decay (the CPU demo budget).
+max_iters = 1200
+warmup_iters = 100
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -2,7 +2,7 @@
 _base_ = [
     '../_base_/models/cloc_vit-tiny-p8.py',
     '../_base_/datasets/synthetic_regions_96.py',
-    '../_base_/schedules/schedule_600it_adamw.py',
+    '../_base_/schedules/schedule_1200it_adamw.py',
     '../_base_/default_runtime.py',
 ]
 randomness = dict(seed=0)

@@ -1,6 +1,6 @@
 # The CLIP baseline of the CLOC demo: the same encoders, data and schedule with the
 # region terms off; regions are embedded by crop-and-encode (RegionCLIP's protocol).
-_base_ = ['../cloc/cloc_vit-tiny-p8_1xb64-600it_synthetic.py']
+_base_ = ['../cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py']
 
 model = dict(
     prompter=None,
