@@ -22,8 +22,6 @@ adds the forward time of each part of the CLOC step (module hooks).
 Prints one JSON object.
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 import time
@@ -160,11 +158,7 @@ def main():
     result['text_tokens'] = token_lengths
     if args.profile:
         result['forward_profile_cloc'] = forward_profile(cloc, batch)
-    print(json.dumps(result))
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1)
+    pc.emit(result, args.out)
 
 
 if __name__ == '__main__':

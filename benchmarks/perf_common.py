@@ -16,6 +16,8 @@
 - :func:`interleaved_times` times several callables round-robin in one process (the
   order alternates each round), so a slow phase of a shared machine hits all of them.
 """
+import json
+import os
 import os.path as osp
 import random
 import statistics
@@ -167,3 +169,12 @@ def env_info(threads: Optional[int] = None) -> dict:
         torch.set_num_threads(threads)
     return dict(torch=torch.__version__, threads=torch.get_num_threads(),
                 device='cpu', cpus=__import__('os').cpu_count())
+
+
+def emit(result: dict, out: Optional[str] = None) -> None:
+    """Print the benchmark's one JSON object and, with ``out``, also write it there."""
+    print(json.dumps(result))
+    if out:
+        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        with open(out, 'w') as f:
+            json.dump(result, f, indent=1)

@@ -13,8 +13,6 @@ encoder passes against one, so R is the limit of the speed-up; the target is >= 
 Prints one JSON object.
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 
@@ -66,11 +64,7 @@ def main():
             times=pc.summary(times), speedup=speedup,
             speedup_per_box=round(speedup['median'] / r, 3),
             prompter_share=pc.ratio(times, 'prompter_only', 'prompter')['median'])
-    print(json.dumps(result))
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1)
+    pc.emit(result, args.out)
 
 
 if __name__ == '__main__':

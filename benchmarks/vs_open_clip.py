@@ -29,8 +29,6 @@ Prints one JSON object.
 """
 import argparse
 import importlib.util
-import json
-import os
 import os.path as osp
 import sys
 import types
@@ -183,11 +181,7 @@ def main():
                                       min=int(lengths.min()), max=int(lengths.max()),
                                       open_clip_padded_to=tokens.shape[1]),
                   times=pc.summary(times), ratios=ratios)
-    print(json.dumps(result))
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1)
+    pc.emit(result, args.out)
 
 
 if __name__ == '__main__':
