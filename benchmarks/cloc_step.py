@@ -10,14 +10,16 @@ Times ``model.train_step`` (data preprocessor, forward, backward, AdamW step) of
   the text tower run at the tokenizer's padded lengths (77 for captions, 32 for phrases);
 - ``cloc_r1`` / ``cloc_rN`` (with ``--region-scaling N``): CLOC with 1 and N regions per
   image, phrases drawn from the phrase distribution (``--scaling-distinct`` makes them all
-  distinct texts).
+  distinct texts); ``cloc_rN_pK`` (with ``--scaling-phrases-per-image K``): N boxes per
+  image over K phrases per image, as VESL labels come (several boxes per caption phrase).
 
 CLIP shares CLOC's towers (one copy of the weights); all steps run round-robin in one
 process (:func:`perf_common.interleaved_times`); ratios are of the medians. ``--profile``
 adds the forward time of each part of the CLOC step (module hooks).
 
     python benchmarks/cloc_step.py [--arch b16] [--batch 4] [--img 224] [--regions 4] \\
-        [--repeats 5] [--padded] [--region-scaling 64] [--profile] [--out FILE]
+        [--repeats 5] [--padded] [--region-scaling 64] [--scaling-phrases-per-image 8] \\
+        [--profile] [--out FILE]
 
 Prints one JSON object.
 """
@@ -43,6 +45,7 @@ def parse_args():
     parser.add_argument('--padded', action='store_true')
     parser.add_argument('--region-scaling', type=int, default=0)
     parser.add_argument('--scaling-distinct', action='store_true')
+    parser.add_argument('--scaling-phrases-per-image', type=int, default=0)
     parser.add_argument('--skip-clip', action='store_true')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument('--threads', type=int, default=0)
@@ -124,10 +127,18 @@ def main():
     fns = {name: step(name, batch) for name in models}
     if args.padded:
         fns['cloc_padded'] = step('cloc', batch, trim=False)
+    scaling_batches = {}
     if args.region_scaling:
         for r in (1, args.region_scaling):
             data = pc.make_batch(args.batch, args.img, r, seed=2, distinct=args.scaling_distinct)
             fns[f'cloc_r{r}'] = step('cloc', data)
+            scaling_batches[f'cloc_r{r}'] = data
+        k = args.scaling_phrases_per_image
+        if k:
+            r = args.region_scaling
+            data = pc.make_batch(args.batch, args.img, r, seed=2, phrases_per_image=k)
+            fns[f'cloc_r{r}_p{k}'] = step('cloc', data)
+            scaling_batches[f'cloc_r{r}_p{k}'] = data
     times = pc.interleaved_times(fns, args.repeats)
     result = dict(benchmark='cloc_step', arch=args.arch, batch=args.batch, img=args.img,
                   regions=args.regions, caption_lengths=pc.CAPTION_LENGTHS,
@@ -142,7 +153,13 @@ def main():
     if args.region_scaling:
         r = args.region_scaling
         ratios[f'r{r}/r1'] = pc.ratio(times, f'cloc_r{r}', 'cloc_r1')
+        k = args.scaling_phrases_per_image
+        if k:
+            ratios[f'r{r}_p{k}/r1'] = pc.ratio(times, f'cloc_r{r}_p{k}', 'cloc_r1')
         result['scaling_distinct_phrases'] = args.scaling_distinct
+        result['scaling_distinct_phrases_per_batch'] = {
+            name: len({p for s in data['data_samples'] for p in s.gt_regions.phrases})
+            for name, data in scaling_batches.items()}
     result['ratios'] = ratios
     token_lengths = {}
     enc = cloc.text_encoder

@@ -95,9 +95,13 @@ def build_model(cfg: dict, seed: int = 0) -> torch.nn.Module:
 
 
 def make_batch(batch_size: int, img_size: int, regions: int, seed: int = 0,
-               distinct: bool = True) -> dict:
+               distinct: bool = True, phrases_per_image: int = 0) -> dict:
     """A ``train_step`` batch: uint8 images [3, S, S] and data samples with a caption
-    and ``regions`` boxes (random, at least 1/8 of the side) with phrases."""
+    and ``regions`` boxes (random, at least 1/8 of the side) with phrases.
+
+    ``phrases_per_image`` K > 0: each image draws K phrases and box i takes phrase
+    i mod K, as VESL labels come (each noun phrase of the caption is one detector query
+    that returns several boxes); 0: one phrase drawn per box."""
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     inputs, samples, seen = [], [], set()
@@ -111,7 +115,10 @@ def make_batch(batch_size: int, img_size: int, regions: int, seed: int = 0,
         wh = (torch.rand(regions, 2, generator=gen) * 0.5 + 0.125) * img_size
         boxes = torch.cat([xy, (xy + wh).clamp(max=img_size)], dim=1)
         phrases = []
-        for _ in range(regions):
+        for i in range(regions):
+            if phrases_per_image and i >= phrases_per_image:
+                phrases.append(phrases[i % phrases_per_image])
+                continue
             text = phrase(rng)
             if distinct:
                 base, k = text, 0
@@ -124,10 +131,13 @@ def make_batch(batch_size: int, img_size: int, regions: int, seed: int = 0,
     return dict(inputs=inputs, data_samples=samples)
 
 
-def make_optim_wrapper(model: torch.nn.Module, wrapper: str = 'OptimWrapper'):
+def make_optim_wrapper(model: torch.nn.Module, wrapper: str = 'OptimWrapper',
+                       fused: bool = True):
+    """AdamW in an MMEngine optim wrapper; ``fused=True`` as the shipped schedules
+    (``configs/_base_/schedules/``) use it, ``False`` for torch's default foreach form."""
     from mmengine.optim import build_optim_wrapper
-    return build_optim_wrapper(
-        model, dict(type=wrapper, optimizer=dict(type='AdamW', lr=1e-5, weight_decay=0.1)))
+    return build_optim_wrapper(model, dict(
+        type=wrapper, optimizer=dict(type='AdamW', lr=1e-5, weight_decay=0.1, fused=fused)))
 
 
 def interleaved_times(fns: Dict[str, Callable[[], object]], repeats: int,

@@ -10,9 +10,11 @@ with the ``HFTokenizer`` interface, so EOT pooling and argmax pooling pick the s
 token). One step:
 
 - ours: ``CLOC.loss`` on normalised images and data samples (tokenisation inside, as in
-  training), ``parse_losses``, ``OptimWrapper.update_params`` (AdamW);
+  training), ``parse_losses``, ``OptimWrapper.update_params`` (fused AdamW, as the shipped schedules);
 - open_clip: ``model(images, tokens)`` (tokens made beforehand, as its data loader
-  does), ``open_clip.loss.ClipLoss``, backward, AdamW step.
+  does), ``open_clip.loss.ClipLoss``, backward, AdamW step: torch's default AdamW, as
+  open_clip's training script builds it (``open_clip``), and the fused AdamW that our
+  schedules use (``open_clip_fused``).
 
 ``--bf16`` adds both steps under ``torch.autocast('cpu', torch.bfloat16)``; ``--compile``
 adds ours with ``torch.compile`` on the two towers. Steps run round-robin in one process.
@@ -40,12 +42,16 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import perf_common as pc  # noqa: E402
 
 
+@lru_cache(maxsize=None)
 def import_open_clip():
     """open_clip's ``model``, ``loss`` and ``tokenizer`` modules without its package
     ``__init__`` (which needs torchvision)."""
     spec = importlib.util.find_spec('open_clip')
     if spec is None:
         raise SystemExit('open_clip is not installed: pip install --no-deps open_clip_torch ftfy')
+    # transformers (imported by open_clip.hf_model) probes torchvision with find_spec,
+    # which fails on a stand-in module: import it first, while torchvision is absent.
+    import transformers  # noqa: F401
     if 'torchvision' not in sys.modules:
         try:
             import torchvision  # noqa: F401
@@ -129,7 +135,10 @@ def main():
     clip_loss = oc_loss.ClipLoss()
 
     ours_wrapper = pc.make_optim_wrapper(ours)
-    theirs_opt = torch.optim.AdamW(theirs.parameters(), lr=1e-5, weight_decay=0.1)
+    # open_clip's training script builds torch's default AdamW (foreach); ours is fused,
+    # as the shipped schedules are. ``open_clip_fused`` gives open_clip the fused form too.
+    theirs_opts = {fused: torch.optim.AdamW(theirs.parameters(), lr=1e-5, weight_decay=0.1,
+                                            fused=fused) for fused in (False, True)}
 
     def ours_step(model=ours):
         losses = model.loss(images, samples)
@@ -137,7 +146,8 @@ def main():
         ours_wrapper.update_params(loss)
         return loss
 
-    def theirs_step():
+    def theirs_step(fused=False):
+        theirs_opt = theirs_opts[fused]
         theirs_opt.zero_grad(set_to_none=True)
         image_features, text_features, scale = theirs(images, tokens)
         loss = clip_loss(image_features, text_features, scale)
@@ -152,7 +162,8 @@ def main():
     if abs(loss_ours - loss_theirs) > 1e-4 * max(1.0, abs(loss_theirs)):
         raise SystemExit(f'losses differ: ours {loss_ours} vs open_clip {loss_theirs}')
 
-    fns = {'ours': ours_step, 'open_clip': theirs_step}
+    fns = {'ours': ours_step, 'open_clip': theirs_step,
+           'open_clip_fused': lambda: theirs_step(fused=True)}
     if args.bf16:
         def autocast(fn):
             def run():
@@ -162,11 +173,21 @@ def main():
         fns['ours_bf16'] = autocast(ours_step)
         fns['open_clip_bf16'] = autocast(theirs_step)
     if args.compile:
-        ours.image_encoder.compile()
-        ours.text_encoder.compile()
-        fns['ours_compiled'] = ours_step
+        # torch.compile wrappers that share the towers' parameters; swapped in for the
+        # compiled step only, so ``ours`` stays eager.
+        eager = (ours.image_encoder, ours.text_encoder)
+        compiled = (torch.compile(eager[0]), torch.compile(eager[1]))
+
+        def ours_compiled_step():
+            ours.image_encoder, ours.text_encoder = compiled
+            try:
+                return ours_step()
+            finally:
+                ours.image_encoder, ours.text_encoder = eager
+        fns['ours_compiled'] = ours_compiled_step
     times = pc.interleaved_times(fns, args.repeats)
-    ratios = {'ours/open_clip': pc.ratio(times, 'ours', 'open_clip')}
+    ratios = {'ours/open_clip': pc.ratio(times, 'ours', 'open_clip'),
+              'ours/open_clip_fused': pc.ratio(times, 'ours', 'open_clip_fused')}
     if args.bf16:
         ratios['ours_bf16/open_clip_bf16'] = pc.ratio(times, 'ours_bf16', 'open_clip_bf16')
         ratios['ours_bf16/open_clip'] = pc.ratio(times, 'ours_bf16', 'open_clip')

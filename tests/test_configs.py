@@ -76,3 +76,36 @@ def test_benchmark_config_parses(path):
     if 'model' in cfg:
         assert cfg.model.type == 'CLOC'
         assert (cfg.model.get('prompter') is None) == osp.basename(path).startswith('clip_')
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(p) for p in CONFIGS])
+def test_pretraining_optimizer_is_fused_adamw(path):
+    """Every pretraining config steps with fused AdamW (docs/performance.md)."""
+    optimizer = Config.fromfile(path).optim_wrapper.optimizer
+    assert optimizer.type == 'AdamW' and optimizer.get('fused') is True
+
+
+def test_fused_adamw_from_the_demo_schedule_matches_foreach():
+    """The schedule's fused AdamW, built through MMEngine with its paramwise groups, makes
+    the same update as torch's default foreach AdamW."""
+    import copy
+
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/schedules/schedule_1200it_adamw.py'))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32),
+                                torch.nn.Linear(32, 4))
+    twin, initial = copy.deepcopy(model), copy.deepcopy(model)
+    foreach_cfg = copy.deepcopy(cfg.optim_wrapper)
+    foreach_cfg.optimizer.fused = False
+    wrappers = [build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)),
+                build_optim_wrapper(twin, foreach_cfg)]
+    assert wrappers[0].optimizer.defaults['fused'] and not wrappers[1].optimizer.defaults['fused']
+    x = torch.randn(8, 16)
+    for _ in range(3):
+        for net, wrapper in zip((model, twin), wrappers):
+            wrapper.update_params(net(x).pow(2).mean())
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (model[0].weight - initial[0].weight).abs().max() > 1e-3  # the steps did move it

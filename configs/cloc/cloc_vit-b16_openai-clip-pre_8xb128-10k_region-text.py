@@ -37,7 +37,10 @@ max_iters = 10000
 warmup_iters = 500
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1),
+    # fused AdamW: the same update in one pass over each parameter's memory (CPU and GPU),
+    # 6-7x faster than the default foreach form on CPU (docs/performance.md)
+    optimizer=dict(type='AdamW', lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1,
+                   fused=True),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,

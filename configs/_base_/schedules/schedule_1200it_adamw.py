@@ -4,7 +4,10 @@ warmup_iters = 100
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05),
+    # fused AdamW: the same update in one pass over each parameter's memory (CPU and GPU),
+    # 6-7x faster than the default foreach form on CPU (docs/performance.md)
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05,
+                   fused=True),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
