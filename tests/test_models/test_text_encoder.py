@@ -43,6 +43,10 @@ def test_attention_matches_torch_multihead_attention():
     mask = torch.ones(5, 5, dtype=torch.bool).tril()
     expected, _ = ref(x, x, x, attn_mask=~mask, need_weights=False)
     torch.testing.assert_close(ours(x, attn_mask=mask), expected, atol=1e-5, rtol=1e-5)
+    # cross-attention (the Prompter's path): queries from x, keys and values from kv
+    kv = torch.randn(2, 7, 16)
+    expected, _ = ref(x, kv, kv, need_weights=False)
+    torch.testing.assert_close(ours(x, kv), expected, atol=1e-5, rtol=1e-5)
 
 
 def _lengths_seen(model, ids):

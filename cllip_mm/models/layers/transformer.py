@@ -62,11 +62,14 @@ class Attention(nn.Module):
         Returns:
             Tensor: [B, Lq, C].
         """
-        b, lq, c = query.shape
-        w_q, w_kv = self.in_proj_weight.split([c, 2 * c])
-        b_q, b_kv = self.in_proj_bias.split([c, 2 * c])
-        q = F.linear(query, w_q, b_q)
-        k, v = F.linear(query if key_value is None else key_value, w_kv, b_kv).chunk(2, dim=-1)
+        c = query.shape[-1]
+        if key_value is None:  # self-attention: one GEMM for q, k and v
+            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        else:
+            w_q, w_kv = self.in_proj_weight.split([c, 2 * c])
+            b_q, b_kv = self.in_proj_bias.split([c, 2 * c])
+            q = F.linear(query, w_q, b_q)
+            k, v = F.linear(key_value, w_kv, b_kv).chunk(2, dim=-1)
         q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.out_proj(out.transpose(1, 2).flatten(2))
