@@ -21,8 +21,7 @@ from dist_utils import run_in_processes
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 
-from cllip_mm.engine.strategies import (DEFAULT_SHARD_MODULES, build_mp_policy,
-                                        select_shard_modules)
+from cllip_mm.engine.strategies import DEFAULT_SHARD_MODULES, build_mp_policy, select_shard_modules
 from cllip_mm.registry import HOOKS, MODELS
 from cllip_mm.utils import register_all_modules
 
