@@ -12,8 +12,9 @@ strategy = dict(
     type='cllip_mm.FullyShardStrategy',
     # one fully_shard unit per transformer block of both towers (FSDP's auto-wrap policy)
     shard_modules=['ResidualAttentionBlock'],
-    # e.g. dict(param_dtype='bfloat16', reduce_dtype='float32') for bf16 compute
-    mp_policy=None,
+    # None: fp32; param_dtype='bfloat16', reduce_dtype='float32': bf16 compute,
+    # fp32 gradient reduction (the sharded weights and AdamW state stay fp32)
+    mp_policy=dict(param_dtype=None, reduce_dtype=None),
     reshard_after_forward=True)
 
 train_dataloader = dict(batch_size=32)

@@ -297,6 +297,9 @@ class FullyShardStrategy(DDPStrategy):
         named = {'state': {index_to_name[i]: v for i, v in state_dict['state'].items()},
                  'param_groups': [{**g, 'params': n} for g, n in zip(groups, names)]}
         set_optimizer_state_dict(self.model, self._optimizer(), named, options=self._options())
+        # the optim wrapper's own entries, as its load_state_dict restores them
+        if 'base_param_settings' in state_dict:  # the logged base LR (several groups)
+            self.optim_wrapper.base_param_settings = state_dict['base_param_settings']
         if 'loss_scaler' in state_dict and hasattr(self.optim_wrapper, 'loss_scaler'):
             self.optim_wrapper.loss_scaler.load_state_dict(state_dict['loss_scaler'])
 

@@ -41,6 +41,10 @@ class RecordFullParamsHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         self.losses[runner.iter + 1] = {k: float(v.detach()) for k, v in outputs.items()
                                         if k.startswith('loss')}
+        # the LR of each param group and the logged base LR
+        self.losses[runner.iter + 1].update(
+            {f'{k}_{i}': lr for k, lrs in runner.optim_wrapper.get_lr().items()
+             for i, lr in enumerate(lrs)})
 
     def after_train(self, runner):
         state = runner.strategy.model_state_dict()
@@ -126,7 +130,8 @@ def test_fully_shard_trains_like_ddp(runs):
     assert fsdp['weight_type'] == 'DTensor'
     assert fsdp['local_rows'] * 2 == fsdp['rows']
     assert sorted(ddp['losses']) == sorted(fsdp['losses']) == list(range(1, MAX_ITERS + 1))
-    assert set(ddp['losses'][1]) == {'loss', 'loss_clip', 'loss_region', 'loss_ground'}
+    assert {'loss', 'loss_clip', 'loss_region', 'loss_ground', 'lr_0', 'base_lr_0'} <= set(
+        ddp['losses'][1])
     for result in (rank0, rank1):  # each process logs its own losses
         for i, losses in ok(result, 'ddp')['losses'].items():
             assert ok(result, 'fsdp')['losses'][i] == pytest.approx(losses, rel=1e-5, abs=1e-6), i
