@@ -27,6 +27,7 @@ from cllip_mm.registry import HOOKS, MODELS
 from cllip_mm.utils import register_all_modules
 
 MAX_ITERS, CHECKPOINT = 4, 2
+MAX_NORM = 0.5
 
 
 @HOOKS.register_module(force=True)
@@ -41,6 +42,9 @@ class RecordFullParamsHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         self.losses[runner.iter + 1] = {k: float(v.detach()) for k, v in outputs.items()
                                         if k.startswith('loss')}
+        # the gradient norm before clipping (clip_grad is on)
+        self.losses[runner.iter + 1]['grad_norm'] = float(
+            runner.message_hub.get_scalar('train/grad_norm').current())
         # the LR of each param group and the logged base LR
         self.losses[runner.iter + 1].update(
             {f'{k}_{i}': lr for k, lrs in runner.optim_wrapper.get_lr().items()
@@ -100,6 +104,9 @@ def runs(tiny_region_set, tiny_cloc_cfg_factory, tmp_path_factory):
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=MAX_ITERS)]
+    # the gradient norm clipping of the paper-scale schedules, low enough to clip here:
+    # the total norm must sum the sharded gradients and the replicated scalars
+    cfg.optim_wrapper.clip_grad = dict(max_norm=MAX_NORM)
     cfg.default_hooks.checkpoint.update(interval=CHECKPOINT, max_keep_ckpts=3)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='RecordFullParamsHook')]
     run_in_processes(worker, args=(cfg, str(out_dir)), tmp_dir=out_dir, collective_timeout=120)
@@ -130,8 +137,9 @@ def test_fully_shard_trains_like_ddp(runs):
     assert fsdp['weight_type'] == 'DTensor'
     assert fsdp['local_rows'] * 2 == fsdp['rows']
     assert sorted(ddp['losses']) == sorted(fsdp['losses']) == list(range(1, MAX_ITERS + 1))
-    assert {'loss', 'loss_clip', 'loss_region', 'loss_ground', 'lr_0', 'base_lr_0'} <= set(
-        ddp['losses'][1])
+    assert {'loss', 'loss_clip', 'loss_region', 'loss_ground', 'lr_0', 'base_lr_0',
+            'grad_norm'} <= set(ddp['losses'][1])
+    assert all(losses['grad_norm'] > MAX_NORM for losses in ddp['losses'].values())  # clipped
     for result in (rank0, rank1):  # each process logs its own losses
         for i, losses in ok(result, 'ddp')['losses'].items():
             assert ok(result, 'fsdp')['losses'][i] == pytest.approx(losses, rel=1e-5, abs=1e-6), i
