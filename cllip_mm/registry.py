@@ -20,6 +20,7 @@ from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import RUNNER_CONSTRUCTORS as MMENGINE_RUNNER_CONSTRUCTORS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
+from mmengine.registry import STRATEGIES as MMENGINE_STRATEGIES
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
@@ -32,6 +33,9 @@ RUNNER_CONSTRUCTORS = Registry(
     'runner constructor', parent=MMENGINE_RUNNER_CONSTRUCTORS, locations=['cllip_mm.engine'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['cllip_mm.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['cllip_mm.engine'])
+# distribution strategies of MMEngine's FlexibleRunner (it builds the strategy before
+# it sets the default scope: name ours with the scope, 'cllip_mm.FullyShardStrategy')
+STRATEGIES = Registry('strategy', parent=MMENGINE_STRATEGIES, locations=['cllip_mm.engine'])
 
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, locations=['cllip_mm.datasets'])
 DATA_SAMPLERS = Registry(
