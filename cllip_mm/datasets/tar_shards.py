@@ -13,6 +13,7 @@ import os
 import os.path as osp
 import re
 import tarfile
+import zlib
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 
@@ -44,6 +45,9 @@ def _expand_braces(pattern: str) -> List[str]:
 def sample_key(name: str) -> Tuple[str, str]:
     """``('dir/KEY', 'ext')`` of a member path ``dir/KEY.ext`` (first dot of the
     basename, so ``a.seg.png`` has the extension ``seg.png``)."""
+    if '/' not in name:  # the common flat layout, without osp.split's cost
+        key, _, ext = name.partition('.')
+        return key, ext.lower()
     dirname, base = osp.split(name)
     key, _, ext = base.partition('.')
     return (osp.join(dirname, key) if dirname else key), ext.lower()
@@ -56,6 +60,29 @@ _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _NO_DATA_TYPES = (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
                   tarfile.DIRTYPE, tarfile.FIFOTYPE)
 _EXT_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE)
+#: read buffer of a shard (bytes)
+_READ_BUFFER = 1 << 20
+
+
+def _octal(field: bytes) -> int:
+    """A numeric header field: NUL / space terminated octal, or GNU base-256 (first
+    byte 0o200 / 0o377, left to ``tarfile.nti``). Raises ``tarfile.InvalidHeaderError``
+    as ``tarfile.nti`` does."""
+    if field[0] in (0o200, 0o377):
+        return tarfile.nti(field)
+    try:
+        return int(field.split(b'\0', 1)[0].strip() or b'0', 8)
+    except ValueError:
+        raise tarfile.InvalidHeaderError('invalid header') from None
+
+
+def _unsigned_chksum(buf: bytes) -> int:
+    """``tarfile.calc_chksums(buf)[0]`` (the ustar checksum: the bytes of the header,
+    its checksum field counted as 8 spaces) summed in C: the low 16 bits of Adler-32
+    are 1 + the byte sum modulo 65521, exact for a run of at most 256 bytes
+    (256 * 255 < 65520)."""
+    return (zlib.adler32(buf[:148]) & 0xFFFF) + (zlib.adler32(buf[156:412]) & 0xFFFF) + \
+        (zlib.adler32(buf[412:]) & 0xFFFF) - 3 + 256
 
 
 def _pax_records(data: bytes) -> Dict[str, str]:
@@ -117,13 +144,13 @@ def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, b
                                         size, path)
             return
         try:
-            chksum = tarfile.nti(buf[148:156])
-            length = tarfile.nti(buf[124:136])
+            chksum = _octal(buf[148:156])
+            length = _octal(buf[124:136])
         except tarfile.InvalidHeaderError as e:
             raise tarfile.ReadError(f'{path}: invalid header at byte {offset}: {e}')
         # the checksum counts its own field as spaces (ustar), as tarfile checks it
-        if chksum != 256 + sum(buf[:148]) + sum(buf[156:]) and \
-                chksum not in tarfile.calc_chksums(buf):
+        # (the signed sum of old Sun / NeXT tars as well)
+        if chksum != _unsigned_chksum(buf) and chksum not in tarfile.calc_chksums(buf):
             raise tarfile.ReadError(f'{path}: bad header checksum at byte {offset}')
         name = buf[:100].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
         if buf[257:265] == tarfile.POSIX_MAGIC and buf[345]:  # ustar name prefix
@@ -169,7 +196,9 @@ def iter_tar_samples(path: str, offset: int = 0
     size = os.path.getsize(path)
     if offset and offset >= size:
         return
-    with open(path, 'rb') as f:
+    # a large buffer: a sample is two small reads (header, data) and a seek past the
+    # padding, all served from the buffer
+    with open(path, 'rb', buffering=_READ_BUFFER) as f:
         key, files, start = None, {}, offset
         for name, member_offset, data in _members(f, offset, size, path):
             k, ext = sample_key(name)
