@@ -266,6 +266,23 @@ class RegionTextDataset(BaseDataset):
                 self._where(line_no, 'image') + ': expected a non-empty string, got '
                 f'{image!r}', 'missing field' if image is None else 'wrong type')
 
+        # one test of the valid record (checked per sample by the shard stream); the
+        # field-by-field checks, which build the error message, only when it fails
+        if not (_is_positive_int(raw.get('width')) and _is_positive_int(raw.get('height'))
+                and isinstance(raw.get('caption'), str)
+                and isinstance(raw.get('regions'), list)):
+            self._check_image_fields(raw, line_no, image)
+        img_path = osp.join(self.data_prefix['img'], image)
+        if self.check_image_exists and not exists(img_path, backend_args=self.backend_args):
+            raise BadRecordError(
+                self._where(line_no, 'image', image) + f': file {img_path} not found',
+                'missing image file')
+        return dict(img_path=img_path, width=int(raw['width']),
+                    height=int(raw['height']), caption=raw['caption'], ann_line=line_no)
+
+    def _check_image_fields(self, raw: dict, line_no: int, image: str) -> None:
+        """Raise the :class:`BadRecordError` of the first bad image-level field."""
+
         def check(field: str, ok, expected: str):
             if field not in raw:
                 raise BadRecordError(
@@ -279,14 +296,7 @@ class RegionTextDataset(BaseDataset):
         check('height', _is_positive_int, 'a positive integer')
         check('caption', lambda v: isinstance(v, str), 'a string')
         check('regions', lambda v: isinstance(v, list), 'a list')
-
-        img_path = osp.join(self.data_prefix['img'], image)
-        if self.check_image_exists and not exists(img_path, backend_args=self.backend_args):
-            raise BadRecordError(
-                self._where(line_no, 'image', image) + f': file {img_path} not found',
-                'missing image file')
-        return dict(img_path=img_path, width=int(raw['width']),
-                    height=int(raw['height']), caption=raw['caption'], ann_line=line_no)
+        raise AssertionError(f'{self._where(line_no, "<record>", image)}: no bad field')
 
     def _parse_region(self, region: Any, i: int, info: dict, line_no: int,
                       image: str) -> Tuple[List[float], str, float]:

@@ -59,6 +59,16 @@ class _SampleParser(RegionTextDataset):
         self.on_bad(error)
 
 
+def _json_loads(data: bytes) -> Any:
+    """``json.loads(data)``, a microsecond sooner for UTF-8: ``json.loads`` of bytes
+    first guesses the encoding (a UTF-8 BOM, UTF-16 / 32) in Python. Data that is not
+    plain UTF-8 JSON goes to ``json.loads(data)`` itself, which reads it or raises."""
+    try:
+        return json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return json.loads(data)
+
+
 def _state_json(worker: int, n: int, sources: list) -> str:
     """``json.dumps(dict(worker=..., n=..., sources=...))`` of a reader's state (ints,
     a list per source of 5 ints or None), written directly: it is made for every
@@ -318,7 +328,7 @@ class RegionTextShardStream(IterableDataset):
                        f'skipped sample {shard}:{key}: has {sorted(files)}')
             return None
         try:
-            raw = json.loads(files['json'])
+            raw = _json_loads(files['json'])
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             self._skip('invalid JSON', f'skipped sample {shard}:{key}: field `json`: {e}')
             return None

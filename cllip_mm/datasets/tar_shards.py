@@ -60,6 +60,10 @@ _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _NO_DATA_TYPES = (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
                   tarfile.DIRTYPE, tarfile.FIFOTYPE)
 _EXT_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE)
+#: how :func:`_members` treats each header type it parses (others go to ``tarfile``)
+_KIND = {**{t: 'file' for t in _FILE_TYPES}, **{t: 'no data' for t in _NO_DATA_TYPES},
+         **{t: 'ext' for t in _EXT_TYPES}}
+_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
 #: read buffer of a shard (bytes)
 _READ_BUFFER = 1 << 20
 
@@ -134,12 +138,12 @@ def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, b
     ext_start: Optional[int] = None  # offset of the next member's first extra header
     while True:
         buf = f.read(block)
-        if len(buf) < block or not buf.strip(b'\0'):  # end of archive (or cut)
+        if len(buf) < block or buf == _ZERO_BLOCK:  # end of archive (or cut)
             _check_end(buf + f.read(), path, offset)
             return
         typ = buf[156:157]
-        if typ not in _FILE_TYPES and typ not in _NO_DATA_TYPES and \
-                typ not in _EXT_TYPES:
+        kind = _KIND.get(typ)
+        if kind is None:
             yield from _members_tarfile(f, offset if ext_start is None else ext_start,
                                         size, path)
             return
@@ -153,17 +157,18 @@ def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, b
         if chksum != _unsigned_chksum(buf) and chksum not in tarfile.calc_chksums(buf):
             raise tarfile.ReadError(f'{path}: bad header checksum at byte {offset}')
         name = buf[:100].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
-        if buf[257:265] == tarfile.POSIX_MAGIC and buf[345]:  # ustar name prefix
+        if buf[345] and buf[257:265] == tarfile.POSIX_MAGIC:  # ustar name prefix
             prefix = buf[345:500].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
             name = f'{prefix}/{name}'
         data_offset = offset + block
-        if typ in _NO_DATA_TYPES:
+        if kind == 'no data':
             length = 0
         if data_offset + length > size:
             raise tarfile.ReadError(f'{path}: truncated member {name}')
-        if typ in _EXT_TYPES:  # a long name or pax header for the next member
+        padding = -length % block
+        if kind == 'ext':  # a long name or pax header for the next member
             data = f.read(length)
-            f.seek(-length % block, 1)
+            f.seek(padding, 1)
             if ext_start is None:
                 ext_start = offset  # the member starts at its first extra header
             if typ == tarfile.GNUTYPE_LONGNAME:
@@ -171,17 +176,21 @@ def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, b
             else:
                 ext.update(_pax_records(data))
         else:
-            name = ext.get('path', name)
-            if 'size' in ext and typ in _FILE_TYPES:  # pax size: files over 8 GiB
-                raise tarfile.ReadError(f'{path}: member {name} too large for a sample')
-            if typ in _FILE_TYPES and not name.endswith('/'):
+            if ext:
+                name = ext.get('path', name)
+                if 'size' in ext and kind == 'file':  # pax size: files over 8 GiB
+                    raise tarfile.ReadError(
+                        f'{path}: member {name} too large for a sample')
+                ext = {}
+            if kind == 'file' and not name.endswith('/'):
                 data = f.read(length)
-                f.seek(-length % block, 1)
+                if padding:
+                    f.seek(padding, 1)
                 yield name, offset if ext_start is None else ext_start, data
             else:
-                f.seek(length + (-length % block), 1)
-            ext, ext_start = {}, None
-        offset = data_offset + length + (-length % block)
+                f.seek(length + padding, 1)
+            ext_start = None
+        offset = data_offset + length + padding
 
 
 def iter_tar_samples(path: str, offset: int = 0
