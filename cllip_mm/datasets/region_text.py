@@ -328,12 +328,19 @@ class RegionTextDataset(BaseDataset):
             raise bad('.score', f'expected a number, got {score!r}', 'wrong type')
 
         bbox = region['bbox']
-        if not (isinstance(bbox, list) and len(bbox) == 4
-                and _is_finite_number(bbox[0]) and _is_finite_number(bbox[1])
-                and _is_finite_number(bbox[2]) and _is_finite_number(bbox[3])):
+        if not (isinstance(bbox, list) and len(bbox) == 4):
             raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
                       'wrong type')
-        x1, y1, x2, y2 = float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])
+        x1, y1, x2, y2 = bbox
+        # four floats with a finite sum are finite (the usual case, tested without a
+        # call per coordinate); anything else is tested coordinate by coordinate
+        if not (type(x1) is float and type(y1) is float and type(x2) is float
+                and type(y2) is float and math.isfinite(x1 + y1 + x2 + y2)):
+            if not (_is_finite_number(x1) and _is_finite_number(y1)
+                    and _is_finite_number(x2) and _is_finite_number(y2)):
+                raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
+                          'wrong type')
+            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
         if x2 <= x1 or y2 <= y1:
             raise bad('.bbox', f'degenerate box {bbox} (need x2 > x1 and y2 > y1)',
                       'degenerate box')
