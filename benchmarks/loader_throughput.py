@@ -5,21 +5,27 @@ on the JSON Lines file, same images, same training pipeline, same DataLoader set
 The shards are written from the JSON Lines file by
 ``tools/dataset_converters/region_text2shards.py`` (into a temporary folder). Both
 loaders are timed over ``--batches`` batches after ``--warmup`` batches, alternating
-``--rounds`` times in one process. Each round gives images per wall second and, with
-``--workers 0`` (loading in this process), images per CPU second of the process, the
-figure that other jobs on a shared machine disturb least.
+``--rounds`` times in one process (which one goes first alternates too). Each round gives
+images per wall second and, with ``--workers 0`` (loading in this process), images per
+CPU second of the process, the figure that other jobs on a shared machine disturb least.
 
     python benchmarks/loader_throughput.py [--data-root data/cloc_demo] [--batches 30] \\
-        [--workers 1] [--rounds 5]
+        [--workers 1] [--rounds 5] [--out FILE]
 
-Prints one JSON object. Writes the demo set to ``--data-root`` if missing.
+Pinned to one core (``taskset -c 1``), the wall-clock figures are meaningful as well
+while no other process runs on that core: per round, wall and CPU throughput then
+agree (``cpu_affinity`` in the result names the cores the process could run on).
+
+Prints one JSON object (and with ``--out`` writes it there). Writes the demo set to
+``--data-root`` if missing.
 """
 import argparse
 import copy
 import importlib.util
-import json
+import os
 import os.path as osp
 import statistics
+import sys
 import tempfile
 import time
 
@@ -29,6 +35,9 @@ from torch.utils.data import DataLoader
 
 from cllip_mm.registry import DATASETS
 from cllip_mm.utils import register_all_modules
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import perf_common as pc  # noqa: E402
 
 CONFIG = 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py'
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -42,6 +51,7 @@ def parse_args():
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--samples-per-shard', type=int, default=500)
+    parser.add_argument('--out', help='also write the JSON object to this file')
     return parser.parse_args()
 
 
@@ -69,7 +79,8 @@ def main():
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     result = dict(config=CONFIG, batch_size=batch_size, workers=args.workers,
-                  batches=args.batches, jsonl=[], shards=[], jsonl_cpu=[], shards_cpu=[])
+                  batches=args.batches, cpu_affinity=sorted(os.sched_getaffinity(0)),
+                  jsonl=[], shards=[], jsonl_cpu=[], shards_cpu=[])
     with tempfile.TemporaryDirectory() as tmp:
         summary = tool.convert(args.data_root, 'annotations/train.jsonl',
                                osp.join(tmp, 'train-%05d.tar'), args.samples_per_shard)
@@ -88,9 +99,9 @@ def main():
         # one iterator per loader for all rounds (InfiniteSampler's index generator
         # is made once per sampler)
         iters = {name: iter(loader) for name, loader in loaders.items()}
-        for _ in range(args.rounds):
-            for name, it in iters.items():
-                wall, cpu = images_per_s(it, args.batches, args.warmup)
+        for r in range(args.rounds):  # the order alternates, so neither always goes first
+            for name in (list(iters) if r % 2 == 0 else list(iters)[::-1]):
+                wall, cpu = images_per_s(iters[name], args.batches, args.warmup)
                 result[name].append(round(wall, 1))
                 result[f'{name}_cpu'].append(round(cpu, 1))
     # the median round: one slow or fast round of a shared machine does not decide
@@ -107,7 +118,7 @@ def main():
             result['shards_images_per_cpu_s'] / result['jsonl_images_per_cpu_s'], 3)
         result['shards_over_jsonl_cpu_per_round'] = round(statistics.median(
             s / j for s, j in zip(result['shards_cpu'], result['jsonl_cpu'])), 3)
-    print(json.dumps(result))
+    pc.emit(result, args.out)
 
 
 if __name__ == '__main__':
