@@ -10,12 +10,13 @@ images per wall second and, with ``--workers 0`` (loading in this process), imag
 CPU second of the process, the figure that other jobs on a shared machine disturb least.
 
     python benchmarks/loader_throughput.py [--data-root data/cloc_demo] [--batches 30] \\
-        [--workers 1] [--rounds 5] [--out FILE]
+        [--workers 1] [--rounds 5] [--out FILE] [--stages]
 
 Pinned to one core (``taskset -c 1``), the wall-clock figures are meaningful as well
 while no other process runs on that core: per round, wall and CPU throughput then
 agree (``cpu_affinity`` in the result names the cores the process could run on).
 
+``--stages`` adds the CPU time per sample of each loading stage (:func:`stage_us`).
 Prints one JSON object (and with ``--out`` writes it there). Writes the demo set to
 ``--data-root`` if missing.
 """
@@ -52,6 +53,8 @@ def parse_args():
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--samples-per-shard', type=int, default=500)
     parser.add_argument('--out', help='also write the JSON object to this file')
+    parser.add_argument('--stages', action='store_true',
+                        help='also time the loading stages per sample (stage_us)')
     return parser.parse_args()
 
 
@@ -63,6 +66,56 @@ def images_per_s(it, batches: int, warmup: int) -> tuple:
     for _ in range(batches):
         n += len(next(it)['inputs'])
     return (n / (time.perf_counter() - start), n / (time.process_time() - cpu))
+
+
+def stage_us(jsonl, stream, shard: str, repeats: int = 5) -> dict:
+    """CPU microseconds per sample of each loading stage (before the shared transforms),
+    the minimum of ``repeats`` passes over the samples of one shard, stage by stage.
+
+    Both: the image decoding (the same images). Stream: reading the tar members,
+    decoding the JSON member, the record checks, and ``_decode`` (JSON + checks + image
+    + size check) as a whole. JSON Lines: the data info (unpickled per sample by
+    MMEngine's ``BaseDataset``), reading the image file, and ``LoadImageFromFileChecked``
+    (file + image + size check) as a whole. Stage by stage the caches stay warm, so the
+    parts add up to less than the whole, and the wholes to less than a sample costs in
+    the loader.
+    """
+    import mmcv
+    from mmengine.fileio import get
+
+    from cllip_mm.datasets.region_text_stream import _json_loads
+    from cllip_mm.datasets.tar_shards import iter_tar_samples
+
+    samples = [(shard, key, files) for key, files, _, _ in iter_tar_samples(shard)]
+    n = len(samples)
+    raws = [_json_loads(files['json']) for _, _, files in samples]
+    infos = [jsonl.get_data_info(i) for i in range(n)]
+    load = jsonl.pipeline.transforms[0]
+
+    def parse():
+        for (shard, key, files), raw in zip(samples, raws):
+            raw.setdefault('image', f'{key}.jpg')
+            stream.parser.parse_sample(raw, shard, key)
+
+    stages = dict(
+        shards_tar_read=lambda: list(iter_tar_samples(shard)),
+        shards_json_decode=lambda: [_json_loads(f['json']) for _, _, f in samples],
+        shards_record_checks=parse,
+        image_decode=lambda: [mmcv.imfrombytes(f['jpg'], flag='color', channel_order='bgr')
+                              for _, _, f in samples],  # the same images in both
+        shards_decode_total=lambda: [stream._decode(*s) for s in samples],
+        jsonl_data_info=lambda: [jsonl.get_data_info(i) for i in range(n)],
+        jsonl_file_read=lambda: [get(info['img_path']) for info in infos],
+        jsonl_load_step_total=lambda: [load(dict(info)) for info in infos])
+    best = {name: float('inf') for name in stages}
+    for _ in range(repeats):
+        for name, fn in stages.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - start)
+    result = {name: round(t / n * 1e6, 1) for name, t in best.items()}
+    result['samples'] = n
+    return result
 
 
 def main():
@@ -98,6 +151,8 @@ def main():
                        shards=DataLoader(stream, **kwargs))
         # one iterator per loader for all rounds (InfiniteSampler's index generator
         # is made once per sampler)
+        if args.stages:
+            result['stage_us'] = stage_us(jsonl, stream, summary['shards'][0])
         iters = {name: iter(loader) for name, loader in loaders.items()}
         for r in range(args.rounds):  # the order alternates, so neither always goes first
             for name in (list(iters) if r % 2 == 0 else list(iters)[::-1]):
