@@ -266,6 +266,23 @@ class RegionTextDataset(BaseDataset):
                 self._where(line_no, 'image') + ': expected a non-empty string, got '
                 f'{image!r}', 'missing field' if image is None else 'wrong type')
 
+        # one test of the valid record (checked per sample by the shard stream); the
+        # field-by-field checks, which build the error message, only when it fails
+        if not (_is_positive_int(raw.get('width')) and _is_positive_int(raw.get('height'))
+                and isinstance(raw.get('caption'), str)
+                and isinstance(raw.get('regions'), list)):
+            self._check_image_fields(raw, line_no, image)
+        img_path = osp.join(self.data_prefix['img'], image)
+        if self.check_image_exists and not exists(img_path, backend_args=self.backend_args):
+            raise BadRecordError(
+                self._where(line_no, 'image', image) + f': file {img_path} not found',
+                'missing image file')
+        return dict(img_path=img_path, width=int(raw['width']),
+                    height=int(raw['height']), caption=raw['caption'], ann_line=line_no)
+
+    def _check_image_fields(self, raw: dict, line_no: int, image: str) -> None:
+        """Raise the :class:`BadRecordError` of the first bad image-level field."""
+
         def check(field: str, ok, expected: str):
             if field not in raw:
                 raise BadRecordError(
@@ -279,17 +296,12 @@ class RegionTextDataset(BaseDataset):
         check('height', _is_positive_int, 'a positive integer')
         check('caption', lambda v: isinstance(v, str), 'a string')
         check('regions', lambda v: isinstance(v, list), 'a list')
-
-        img_path = osp.join(self.data_prefix['img'], image)
-        if self.check_image_exists and not exists(img_path, backend_args=self.backend_args):
-            raise BadRecordError(
-                self._where(line_no, 'image', image) + f': file {img_path} not found',
-                'missing image file')
-        return dict(img_path=img_path, width=int(raw['width']),
-                    height=int(raw['height']), caption=raw['caption'], ann_line=line_no)
+        raise AssertionError(f'{self._where(line_no, "<record>", image)}: no bad field')
 
     def _parse_region(self, region: Any, i: int, info: dict, line_no: int,
                       image: str) -> Tuple[List[float], str, float]:
+        # Run for every region of every record (per sample by the shard stream): the
+        # checks are written out, the error messages built only on failure.
         def bad(sub: str, msg: str, reason: str):
             # an ODVG region names its source field
             field = region.get('_field', f'regions[{i}]') if isinstance(region, dict) \
@@ -299,9 +311,10 @@ class RegionTextDataset(BaseDataset):
 
         if not isinstance(region, dict):
             raise bad('', f'expected a JSON object, got {region!r}', 'wrong type')
-        for key in ('bbox', 'phrase'):
-            if key not in region:
-                raise bad(f'.{key}', 'missing', 'missing field')
+        if 'bbox' not in region:
+            raise bad('.bbox', 'missing', 'missing field')
+        if 'phrase' not in region:
+            raise bad('.phrase', 'missing', 'missing field')
 
         phrase = region['phrase']
         if not isinstance(phrase, str):
@@ -315,12 +328,19 @@ class RegionTextDataset(BaseDataset):
             raise bad('.score', f'expected a number, got {score!r}', 'wrong type')
 
         bbox = region['bbox']
-        if not (isinstance(bbox, list) and len(bbox) == 4
-                and _is_finite_number(bbox[0]) and _is_finite_number(bbox[1])
-                and _is_finite_number(bbox[2]) and _is_finite_number(bbox[3])):
+        if not (isinstance(bbox, list) and len(bbox) == 4):
             raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
                       'wrong type')
-        x1, y1, x2, y2 = (float(v) for v in bbox)
+        x1, y1, x2, y2 = bbox
+        # four floats with a finite sum are finite (the usual case, tested without a
+        # call per coordinate); anything else is tested coordinate by coordinate
+        if not (type(x1) is float and type(y1) is float and type(x2) is float
+                and type(y2) is float and math.isfinite(x1 + y1 + x2 + y2)):
+            if not (_is_finite_number(x1) and _is_finite_number(y1)
+                    and _is_finite_number(x2) and _is_finite_number(y2)):
+                raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
+                          'wrong type')
+            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
         if x2 <= x1 or y2 <= y1:
             raise bad('.bbox', f'degenerate box {bbox} (need x2 > x1 and y2 > y1)',
                       'degenerate box')
@@ -328,8 +348,11 @@ class RegionTextDataset(BaseDataset):
         if x1 < -tol or y1 < -tol or x2 > w + tol or y2 > h + tol:
             raise bad('.bbox', f'box {bbox} is outside the image of size '
                       f'(w={w}, h={h})', 'box outside image')
-        x1, x2 = min(max(x1, 0.), w), min(max(x2, 0.), w)
-        y1, y2 = min(max(y1, 0.), h), min(max(y2, 0.), h)
+        # clip to [0, w] x [0, h] (min(max(v, 0.), w), without the calls)
+        x1 = 0. if x1 < 0. else (w if x1 > w else x1)
+        x2 = 0. if x2 < 0. else (w if x2 > w else x2)
+        y1 = 0. if y1 < 0. else (h if y1 > h else y1)
+        y2 = 0. if y2 < 0. else (h if y2 > h else y2)
         if x2 <= x1 or y2 <= y1:
             raise bad('.bbox', f'box {bbox} is empty once clipped to the image of size '
                       f'(w={w}, h={h})', 'degenerate box')
@@ -358,9 +381,8 @@ class RegionTextDataset(BaseDataset):
 
     def _from_odvg(self, raw: Any, line_no: int) -> Any:
         """``raw`` converted to this format if the file is ODVG, else ``raw``."""
-        from .odvg import is_odvg_record
         if self._is_odvg is None:
-            self._is_odvg = is_odvg_record(raw)
+            self._is_odvg = self._odvg.accepts(raw)
             self._odvg.ann_file = self.ann_file
         return self._odvg.convert(raw, line_no, self._bad) if self._is_odvg else raw
 

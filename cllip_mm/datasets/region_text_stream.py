@@ -5,7 +5,7 @@ import logging
 import os.path as osp
 import tarfile
 from collections import Counter
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from torch.utils.data import IterableDataset, get_worker_info
 
 from cllip_mm.registry import DATASETS
-from .region_text import RegionTextDataset
+from .region_text import BadRecordError, RegionTextDataset
 from .tar_shards import expand_shards, iter_tar_samples
 
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
@@ -35,6 +35,38 @@ def grit_to_record(meta: dict, image: str) -> dict:
                             phrase=caption[int(s):int(e)],
                             score=ref[6] if len(ref) > 6 else 1.0))
     return dict(image=image, width=w, height=h, caption=caption, regions=regions)
+
+
+class _SampleParser(RegionTextDataset):
+    """:class:`RegionTextDataset`'s record checks for one sample at a time: a bad
+    record or region goes to ``on_bad`` (the stream counts and logs it, the message
+    naming shard, key and field) instead of the dataset's list of bad records, which
+    would grow forever on a stream. The format (region-text or ODVG) is decided per
+    record."""
+
+    def __init__(self, on_bad: Callable[[BadRecordError], None], **kwargs) -> None:
+        super().__init__(ann_file='', lazy_init=True, on_bad_record='skip',
+                         check_image_exists=False, **kwargs)
+        self.on_bad = on_bad
+
+    def parse_sample(self, raw: Any, shard: str, key: str) -> Optional[dict]:
+        """The data info of the record ``raw`` of sample ``key`` of ``shard``, or None
+        (the record is bad; counted by ``on_bad``)."""
+        self.ann_file, self._is_odvg = shard, None
+        return self.parse_data_info(raw, key)
+
+    def _bad(self, error: BadRecordError) -> None:
+        self.on_bad(error)
+
+
+def _json_loads(data: bytes) -> Any:
+    """``json.loads(data)``, a microsecond sooner for UTF-8: ``json.loads`` of bytes
+    first guesses the encoding (a UTF-8 BOM, UTF-16 / 32) in Python. Data that is not
+    plain UTF-8 JSON goes to ``json.loads(data)`` itself, which reads it or raises."""
+    try:
+        return json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return json.loads(data)
 
 
 def _state_json(worker: int, n: int, sources: list) -> str:
@@ -198,12 +230,10 @@ class RegionTextShardStream(IterableDataset):
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.rank, self.world_size = get_dist_info()
         self.pipeline = Compose(pipeline)
-        self.parser = RegionTextDataset(
-            ann_file='', lazy_init=True, on_bad_record='skip', check_image_exists=False,
-            min_score=min_score, label_map_file=label_map_file,
+        self.parser = _SampleParser(
+            self._bad_record, min_score=min_score, label_map_file=label_map_file,
             caption_policy=caption_policy, data_root=data_root)
         self.skip_counts: Counter = Counter()
-        self._parser_counts: Counter = Counter()  # parser skips reported so far
         #: global worker -> state, set by load_state_dict
         self.resume_states: Dict[int, dict] = {}
         self._resume_num_workers = 0
@@ -266,44 +296,51 @@ class RegionTextShardStream(IterableDataset):
             if results is not None:
                 results = self.pipeline(results)
                 if results is None:
-                    self._skip('pipeline returned None', f'{shard}:{key}', '')
+                    self._skip('pipeline returned None', f'skipped sample {shard}:{key}')
             if results is None:
                 continue
             results[STATE_KEY] = _state_json(g, n, src_states)
             yield results
 
-    def _skip(self, reason: str, where: str, detail: str, count: int = 1) -> None:
-        self.skip_counts[reason] += count
-        print_log(f'RegionTextShardStream: skipped sample {where} ({reason}{detail}); '
+    def _skip(self, reason: str, message: str) -> None:
+        """Count a skip under ``reason`` and log ``message`` (naming shard and key)."""
+        self.skip_counts[reason] += 1
+        print_log(f'RegionTextShardStream: {message} ({reason}); '
                   f'{sum(self.skip_counts.values())} skipped so far in this process',
                   logger='current', level=logging.WARNING)
 
+    def _bad_record(self, error: BadRecordError) -> None:
+        """A bad record (the sample is skipped) or region (dropped) found by the
+        parser; its message names ``shard:key``, the field and the image."""
+        what = 'sample' if error.level == 'record' else 'a region of sample'
+        self._skip(f'bad {error.level}: {error.reason}', f'skipped {what} {error}')
+
     def _decode(self, shard: str, key: str, files: Dict[str, bytes]) -> Optional[dict]:
-        where = f'{shard}:{key}'
-        ext = next((e for e in IMAGE_EXTS if e in files), None)
+        """The checked data info and decoded image of one sample, or None (skipped:
+        counted and logged)."""
+        for ext in IMAGE_EXTS:
+            if ext in files:
+                break
+        else:
+            ext = None
         if ext is None or 'json' not in files:
-            self._skip('missing image or json', where, f': has {sorted(files)}')
+            self._skip('missing image or json',
+                       f'skipped sample {shard}:{key}: has {sorted(files)}')
             return None
         try:
-            raw = json.loads(files['json'])
+            raw = _json_loads(files['json'])
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            self._skip('invalid JSON', where, f': {e}')
+            self._skip('invalid JSON', f'skipped sample {shard}:{key}: field `json`: {e}')
             return None
         image = f'{osp.basename(key)}.{ext}'
         if isinstance(raw, dict) and 'ref_exps' in raw and 'regions' not in raw:
             raw = grit_to_record(raw, image)
         elif isinstance(raw, dict) and 'filename' not in raw:
             raw.setdefault('image', image)
-        parser = self.parser
-        parser.ann_file, parser._is_odvg = shard, None
-        num_bad = parser.skip_counts.total()
-        info = parser.parse_data_info(raw, key)
-        if parser.skip_counts.total() != num_bad:  # report what this record added
-            for reason, count in (parser.skip_counts - self._parser_counts).items():
-                self._skip(f'bad {reason}', where, '', count)
-            self._parser_counts = Counter(parser.skip_counts)
+        info = self.parser.parse_sample(raw, shard, key)
         if info is None:
             return None
+        where = f'{shard}:{key}'
         try:
             img = mmcv.imfrombytes(files[ext], flag='color', channel_order='bgr')
         except Exception as e:  # any decoder failure
@@ -311,11 +348,13 @@ class RegionTextShardStream(IterableDataset):
         else:
             error = None
         if img is None:
-            self._skip('unreadable image', where, f': {error}' if error else '')
+            self._skip('unreadable image', f'skipped sample {where}: field `{ext}`'
+                       + (f': {error}' if error else ''))
             return None
         if img.shape[:2] != (info['height'], info['width']):
-            self._skip('image size mismatch', where, f': image {img.shape[1]}x'
-                       f'{img.shape[0]}, record {info["width"]}x{info["height"]}')
+            self._skip('image size mismatch', f'skipped sample {where}: field '
+                       f'`width`/`height`: image {img.shape[1]}x{img.shape[0]}, record '
+                       f'{info["width"]}x{info["height"]}')
             return None
         info.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
                     img_path=where, sample_idx=f'{osp.basename(shard)}/{key}',

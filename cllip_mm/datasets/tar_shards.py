@@ -13,6 +13,7 @@ import os
 import os.path as osp
 import re
 import tarfile
+import zlib
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 
@@ -44,6 +45,9 @@ def _expand_braces(pattern: str) -> List[str]:
 def sample_key(name: str) -> Tuple[str, str]:
     """``('dir/KEY', 'ext')`` of a member path ``dir/KEY.ext`` (first dot of the
     basename, so ``a.seg.png`` has the extension ``seg.png``)."""
+    if '/' not in name:  # the common flat layout, without osp.split's cost
+        key, _, ext = name.partition('.')
+        return key, ext.lower()
     dirname, base = osp.split(name)
     key, _, ext = base.partition('.')
     return (osp.join(dirname, key) if dirname else key), ext.lower()
@@ -56,6 +60,33 @@ _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _NO_DATA_TYPES = (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
                   tarfile.DIRTYPE, tarfile.FIFOTYPE)
 _EXT_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE)
+#: how :func:`_members` treats each header type it parses (others go to ``tarfile``)
+_KIND = {**{t: 'file' for t in _FILE_TYPES}, **{t: 'no data' for t in _NO_DATA_TYPES},
+         **{t: 'ext' for t in _EXT_TYPES}}
+_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
+#: read buffer of a shard (bytes)
+_READ_BUFFER = 1 << 20
+
+
+def _octal(field: bytes) -> int:
+    """A numeric header field: NUL / space terminated octal, or GNU base-256 (first
+    byte 0o200 / 0o377, left to ``tarfile.nti``). Raises ``tarfile.InvalidHeaderError``
+    as ``tarfile.nti`` does."""
+    if field[0] in (0o200, 0o377):
+        return tarfile.nti(field)
+    try:
+        return int(field.split(b'\0', 1)[0].strip() or b'0', 8)
+    except ValueError:
+        raise tarfile.InvalidHeaderError('invalid header') from None
+
+
+def _unsigned_chksum(buf: bytes) -> int:
+    """``tarfile.calc_chksums(buf)[0]`` (the ustar checksum: the bytes of the header,
+    its checksum field counted as 8 spaces) summed in C: the low 16 bits of Adler-32
+    are 1 + the byte sum modulo 65521, exact for a run of at most 256 bytes
+    (256 * 255 < 65520)."""
+    return (zlib.adler32(buf[:148]) & 0xFFFF) + (zlib.adler32(buf[156:412]) & 0xFFFF) + \
+        (zlib.adler32(buf[412:]) & 0xFFFF) - 3 + 256
 
 
 def _pax_records(data: bytes) -> Dict[str, str]:
@@ -107,36 +138,37 @@ def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, b
     ext_start: Optional[int] = None  # offset of the next member's first extra header
     while True:
         buf = f.read(block)
-        if len(buf) < block or not buf.strip(b'\0'):  # end of archive (or cut)
+        if len(buf) < block or buf == _ZERO_BLOCK:  # end of archive (or cut)
             _check_end(buf + f.read(), path, offset)
             return
         typ = buf[156:157]
-        if typ not in _FILE_TYPES and typ not in _NO_DATA_TYPES and \
-                typ not in _EXT_TYPES:
+        kind = _KIND.get(typ)
+        if kind is None:
             yield from _members_tarfile(f, offset if ext_start is None else ext_start,
                                         size, path)
             return
         try:
-            chksum = tarfile.nti(buf[148:156])
-            length = tarfile.nti(buf[124:136])
+            chksum = _octal(buf[148:156])
+            length = _octal(buf[124:136])
         except tarfile.InvalidHeaderError as e:
             raise tarfile.ReadError(f'{path}: invalid header at byte {offset}: {e}')
         # the checksum counts its own field as spaces (ustar), as tarfile checks it
-        if chksum != 256 + sum(buf[:148]) + sum(buf[156:]) and \
-                chksum not in tarfile.calc_chksums(buf):
+        # (the signed sum of old Sun / NeXT tars as well)
+        if chksum != _unsigned_chksum(buf) and chksum not in tarfile.calc_chksums(buf):
             raise tarfile.ReadError(f'{path}: bad header checksum at byte {offset}')
         name = buf[:100].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
-        if buf[257:265] == tarfile.POSIX_MAGIC and buf[345]:  # ustar name prefix
+        if buf[345] and buf[257:265] == tarfile.POSIX_MAGIC:  # ustar name prefix
             prefix = buf[345:500].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
             name = f'{prefix}/{name}'
         data_offset = offset + block
-        if typ in _NO_DATA_TYPES:
+        if kind == 'no data':
             length = 0
         if data_offset + length > size:
             raise tarfile.ReadError(f'{path}: truncated member {name}')
-        if typ in _EXT_TYPES:  # a long name or pax header for the next member
+        padding = -length % block
+        if kind == 'ext':  # a long name or pax header for the next member
             data = f.read(length)
-            f.seek(-length % block, 1)
+            f.seek(padding, 1)
             if ext_start is None:
                 ext_start = offset  # the member starts at its first extra header
             if typ == tarfile.GNUTYPE_LONGNAME:
@@ -144,17 +176,21 @@ def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, b
             else:
                 ext.update(_pax_records(data))
         else:
-            name = ext.get('path', name)
-            if 'size' in ext and typ in _FILE_TYPES:  # pax size: files over 8 GiB
-                raise tarfile.ReadError(f'{path}: member {name} too large for a sample')
-            if typ in _FILE_TYPES and not name.endswith('/'):
+            if ext:
+                name = ext.get('path', name)
+                if 'size' in ext and kind == 'file':  # pax size: files over 8 GiB
+                    raise tarfile.ReadError(
+                        f'{path}: member {name} too large for a sample')
+                ext = {}
+            if kind == 'file' and not name.endswith('/'):
                 data = f.read(length)
-                f.seek(-length % block, 1)
+                if padding:
+                    f.seek(padding, 1)
                 yield name, offset if ext_start is None else ext_start, data
             else:
-                f.seek(length + (-length % block), 1)
-            ext, ext_start = {}, None
-        offset = data_offset + length + (-length % block)
+                f.seek(length + padding, 1)
+            ext_start = None
+        offset = data_offset + length + padding
 
 
 def iter_tar_samples(path: str, offset: int = 0
@@ -169,7 +205,9 @@ def iter_tar_samples(path: str, offset: int = 0
     size = os.path.getsize(path)
     if offset and offset >= size:
         return
-    with open(path, 'rb') as f:
+    # a large buffer: a sample is two small reads (header, data) and a seek past the
+    # padding, all served from the buffer
+    with open(path, 'rb', buffering=_READ_BUFFER) as f:
         key, files, start = None, {}, offset
         for name, member_offset, data in _members(f, offset, size, path):
             k, ext = sample_key(name)

@@ -110,6 +110,14 @@ BAD_CASES = {
     'bbox wrong length': (_region_bad([1, 2, 3]), 'regions[1].bbox', 'region: wrong type'),
     'bbox wrong type': (_region_bad(['1', 2, 3, 4]), 'regions[1].bbox',
                         'region: wrong type'),
+    # float boxes are tested at once by their sum: NaN / inf must still fail, a sum
+    # that overflows must not make finite coordinates bad
+    'bbox NaN': (_region_bad([1.0, 1.0, float('nan'), 5.0]), 'regions[1].bbox',
+                 'region: wrong type'),
+    'bbox infinite': (_region_bad([1.0, float('-inf'), 5.0, 5.0]), 'regions[1].bbox',
+                      'region: wrong type'),
+    'bbox huge floats': (_region_bad([1e308, 1.0, 1.7e308, 5.0]), 'regions[1].bbox',
+                         'region: box outside image'),
     'score wrong type': (_region_bad(score='high'), 'regions[1].score',
                          'region: wrong type'),
     'missing bbox': (_record(regions=[dict(phrase='x')]), 'regions[0].bbox',

@@ -131,7 +131,10 @@ def _jpeg(w, h):
     return buf.getvalue()
 
 
-def test_bad_samples_are_counted_not_fatal(tmp_path):
+def test_bad_samples_are_counted_not_fatal(tmp_path, monkeypatch):
+    import cllip_mm.datasets.region_text_stream as stream_module
+    logs = []
+    monkeypatch.setattr(stream_module, 'print_log', lambda msg, **kw: logs.append(msg))
     good = dict(caption='a red box', width=32, height=24,
                 regions=[dict(bbox=[1, 1, 10, 10], phrase='red box')])
     with ShardWriter(str(tmp_path / 'bad-%d.tar'), max_samples=100) as w:
@@ -147,6 +150,11 @@ def test_bad_samples_are_counted_not_fatal(tmp_path):
         w.write('grit', dict(jpg=_jpeg(32, 24), json=dict(
             caption='A red box', width=32, height=24, key='grit',
             ref_exps=[[0, 9, 0.0, 0.0, 0.5, 0.5, 0.9]])))
+        # JSON in UTF-16 (with its BOM) and UTF-8 with a BOM: read as json.loads reads
+        # bytes (the stream decodes UTF-8 text first, and falls back to that)
+        w.write('utf16', dict(jpg=_jpeg(32, 24), json=json.dumps(good).encode('utf-16')))
+        w.write('bom', dict(jpg=_jpeg(32, 24),
+                            json=b'\xef\xbb\xbf' + json.dumps(good).encode('utf-8')))
     # a truncated second shard: its readable samples count, the rest is skipped
     with ShardWriter(str(tmp_path / 'cut-%d.tar')) as w:
         for i in range(3):
@@ -159,12 +167,13 @@ def test_bad_samples_are_counted_not_fatal(tmp_path):
     out = []
     for r in iter(ds):
         out.append(r)
-        if len(out) == 6:
+        if len(out) == 8:
             break
     keys = [r['sample_idx'].split('/')[1] for r in out]
     # a bad region only drops the region; the shards' order is ok1, ..., then cut-0.tar
-    assert keys[:3] == ['ok1', 'outside', 'grit'] and set(keys[3:]) <= {
-        'c0', 'c1', 'ok1', 'outside', 'grit'}
+    assert keys[:5] == ['ok1', 'outside', 'grit', 'utf16', 'bom'] and set(keys[5:]) <= {
+        'c0', 'c1', 'ok1', 'outside', 'grit', 'utf16', 'bom'}
+    assert out[3]['caption'] == out[4]['caption'] == 'a red box'
     assert out[1]['gt_phrases'] == []
     grit = out[2]
     np.testing.assert_allclose(grit['gt_bboxes'], [[0, 0, 16, 12]])
@@ -175,6 +184,13 @@ def test_bad_samples_are_counted_not_fatal(tmp_path):
     assert counts['bad region: box outside image'] >= 1
     assert counts['bad record: wrong type'] >= 1  # caption None
     assert counts['corrupt shard'] >= 1
+    # every skip is logged naming the shard, the sample key and the field
+    bad = str(tmp_path / 'bad-0.tar')
+    for key, field in [('outside', 'regions[0].bbox'), ('nocaption', 'caption'),
+                       ('badjson', 'json'), ('corrupt', 'jpg'), ('size', 'width`/`height')]:
+        assert any(f'{bad}:{key}' in m and f'`{field}`' in m for m in logs), (key, logs)
+    # the record checks keep no list of bad records (it would grow without end)
+    assert ds.parser.bad_records == []
 
 
 def _shard_of(sample_idx):
@@ -275,3 +291,25 @@ def test_tar_reader_equals_tarfile(tmp_path, fmt):
     open(path, 'wb').write(bytes(data))
     with pytest.raises(tarfile.ReadError, match='checksum|corrupt'):
         list(iter_tar_samples(path))
+
+
+def test_header_fields_as_tarfile_reads_them():
+    """The lean parser's checksum and number fields equal tarfile's on any bytes:
+    headers of all 0xFF bytes (the largest byte sums), random ones, GNU base-256
+    numbers, and invalid numbers (an InvalidHeaderError, as tarfile raises)."""
+    from cllip_mm.datasets.tar_shards import _octal, _unsigned_chksum
+    rng = np.random.default_rng(0)
+    blocks = [bytes(512), b'\xff' * 512, b'\xff' * 256 + bytes(256), bytes(256) + b'\xff' * 256]
+    blocks += [rng.integers(0, 256, 512, dtype=np.uint8).tobytes() for _ in range(200)]
+    blocks += [rng.integers(200, 256, 512, dtype=np.uint8).tobytes() for _ in range(200)]
+    for buf in blocks:
+        assert _unsigned_chksum(buf) == tarfile.calc_chksums(buf)[0]
+    fields = [b'0000644\0', b'  644 \0\0', bytes(8), b'00000000012\0', b'7777777\0',
+              b'\x80' + bytes(6) + b'\x05', b'\xff' * 8, b'\x80' + b'\x01' * 11]
+    for field in fields:
+        assert _octal(field) == tarfile.nti(field), field
+    for field in (b'abc\0\0\0\0\0', b'9\0\0\0\0\0\0\0', b'\xe9\0\0\0\0\0\0\0'):
+        with pytest.raises(tarfile.InvalidHeaderError):
+            tarfile.nti(field)
+        with pytest.raises(tarfile.InvalidHeaderError):
+            _octal(field)
