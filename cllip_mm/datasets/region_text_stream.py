@@ -169,7 +169,9 @@ class RegionTextShardStream(IterableDataset):
     global workers; in ``mode='epoch'`` every epoch's shards are shared out among them
     (each shard read by exactly one global worker per epoch; needs at least ``G``
     shards per source), in ``mode='resampled'`` every global worker draws shards with
-    replacement, forever. Several sources mix per sample with ``weights``. Shuffling
+    replacement, forever. Several sources mix by weight or by exact per-epoch sample
+    counts (``samples_per_epoch``, as mmdet's ``CustomSampleSizeSampler`` for map-style
+    data). Shuffling
     is by blocks of ``block_size`` consecutive samples (see :class:`_SourceCursor`).
 
     Resume: every sample carries its worker's stream state after it (``'_stream_state'``,
@@ -181,7 +183,10 @@ class RegionTextShardStream(IterableDataset):
     Args:
         sources (str | list): Shards of one source (a brace pattern such as
             ``'shards/{00000..00099}.tar'`` or a list of them), or a list of dicts
-            ``dict(shards=..., weight=1.0)``.
+            ``dict(shards=..., weight=1.0)`` (each sample picks its source with
+            probability proportional to the weight) or ``dict(shards=...,
+            samples_per_epoch=m)`` (exactly m samples of the source in every mixing
+            epoch of sum(m) samples; see :meth:`_source_picker`).
         pipeline (list): Transforms after decoding (the image is already in
             ``results['img']``: no loading step).
         data_root (str): Root of relative shard paths.
@@ -216,16 +221,26 @@ class RegionTextShardStream(IterableDataset):
         if isinstance(sources, str) or (sources and not isinstance(sources[0], dict)):
             sources = [dict(shards=sources)]
         self.sources = []
+        counted = [src.get('samples_per_epoch') is not None for src in sources]
+        if any(counted) and not all(counted):
+            raise ValueError('RegionTextShardStream: give samples_per_epoch for every source '
+                             f'or for none (given for sources {np.flatnonzero(counted).tolist()})')
         for i, src in enumerate(sources):
             shards = expand_shards(src['shards'], data_root)
             if not shards:
                 raise ValueError(f'source {i} has no shards: {src["shards"]!r}')
-            weight = float(src.get('weight', 1.0))
-            if not weight > 0:
-                raise ValueError(f'source {i}: weight must be > 0, got {weight}')
+            if counted[i] and 'weight' in src:
+                raise ValueError(f'source {i}: give weight or samples_per_epoch, not both')
+            weight = float(src.get('weight', src.get('samples_per_epoch') or 1.0))
+            if not weight > 0 or (counted[i] and weight != int(weight)):
+                key = 'samples_per_epoch' if counted[i] else 'weight'
+                raise ValueError(f'source {i}: {key} must be a positive '
+                                 f'{"integer" if counted[i] else "number"}, got {src[key]!r}')
             self.sources.append(dict(shards=shards, weight=weight))
         weights = np.array([s['weight'] for s in self.sources])
         self.probs = weights / weights.sum()
+        #: exact per-epoch sample counts of the sources (None: mix by weight)
+        self.samples_per_epoch = [int(w) for w in weights] if all(counted) else None
         self.mode, self.shuffle, self.block_size = mode, shuffle, block_size
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.rank, self.world_size = get_dist_info()
@@ -287,9 +302,9 @@ class RegionTextShardStream(IterableDataset):
                                      state['sources'][i])
                    for i, src in enumerate(self.sources)]
         n, src_states = state['n'], list(state['sources'])
+        pick = self._source_picker(g, num_global)
         while True:
-            s = 0 if len(cursors) == 1 else int(np.random.default_rng(
-                [self.seed, 7, g, n]).choice(len(cursors), p=self.probs))
+            s = pick(n)
             (shard, key, files), src_states[s] = next(cursors[s])
             n += 1
             results = self._decode(shard, key, files)
@@ -301,6 +316,42 @@ class RegionTextShardStream(IterableDataset):
                 continue
             results[STATE_KEY] = _state_json(g, n, src_states)
             yield results
+
+    def _source_picker(self, g: int, num_global: int) -> Callable[[int], int]:
+        """The source of reader ``g``'s sample number ``n``, a function of ``(seed, g, n)``
+        only (so a resumed reader picks as the uninterrupted one did).
+
+        By weight: an independent draw per sample. By ``samples_per_epoch`` (m_i, M = sum):
+        the M source labels of a mixing epoch, sorted by source, are dealt out to the G
+        readers (reader g takes labels g, g + G, ...), and every reader plays its share
+        in a fresh seeded order per round. When M is a multiple of G, every M samples
+        the readers draw together (each reader's M / G) hold exactly m_i of source i.
+        """
+        if len(self.sources) == 1:
+            return lambda n: 0
+        if self.samples_per_epoch is None:
+            return lambda n: int(np.random.default_rng([self.seed, 7, g, n]).choice(
+                len(self.sources), p=self.probs))
+        labels = np.repeat(np.arange(len(self.sources)), self.samples_per_epoch)[g::num_global]
+        if len(labels) == 0:
+            raise ValueError(f'RegionTextShardStream: samples_per_epoch sums to '
+                             f'{sum(self.samples_per_epoch)}, fewer than the {num_global} '
+                             f'readers (ranks x workers)')
+        if sum(self.samples_per_epoch) % num_global:
+            print_log(f'RegionTextShardStream: samples_per_epoch sums to '
+                      f'{sum(self.samples_per_epoch)}, not a multiple of the {num_global} '
+                      f'readers: each reader\'s share is exact, the global counts per epoch '
+                      f'are within +-{num_global} of them', logger='current',
+                      level=logging.WARNING)
+        rounds = {}
+
+        def pick(n: int) -> int:
+            r, p = divmod(n, len(labels))
+            if r not in rounds:
+                rounds.clear()
+                rounds[r] = np.random.default_rng([self.seed, 8, g, r]).permutation(labels)
+            return int(rounds[r][p])
+        return pick
 
     def _skip(self, reason: str, message: str) -> None:
         """Count a skip under ``reason`` and log ``message`` (naming shard and key)."""

@@ -313,3 +313,47 @@ def test_header_fields_as_tarfile_reads_them():
             tarfile.nti(field)
         with pytest.raises(tarfile.InvalidHeaderError):
             _octal(field)
+
+
+def _source_of(sample_idx):
+    return int(sample_idx[6:11]) >= 4  # shards 0-3: source 0, shards 4-7: source 1
+
+
+def test_samples_per_epoch_mixes_exact_counts(shards):
+    """30 + 10 samples per mixing epoch (source 0 has 24 samples: it is up-sampled), on
+    one reader and on two dataloader workers; the order changes every epoch."""
+    paths = expand_shards(shards)
+    sources = [dict(shards=paths[:4], samples_per_epoch=30),
+               dict(shards=paths[4:], samples_per_epoch=10)]
+    ds = _stream(sources, block_size=4)
+    assert ds.samples_per_epoch == [30, 10]
+    picks = [_source_of(r['sample_idx']) for r in itertools.islice(iter(ds), 120)]
+    for e in range(3):
+        assert Counter(picks[40 * e:40 * e + 40]) == {False: 30, True: 10}, e
+    assert picks[:40] != picks[40:80]
+    loader = DataLoader(_stream(sources, block_size=4), batch_size=4, num_workers=2,
+                        collate_fn=_as_list)
+    both = [_source_of(r['sample_idx']) for batch in itertools.islice(loader, 20) for r in batch]
+    for e in range(2):  # each worker's 20 samples of the epoch arrive as 5 batches of 4
+        assert Counter(both[40 * e:40 * e + 40]) == {False: 30, True: 10}, e
+
+
+def test_samples_per_epoch_resumes_and_checks_its_arguments(shards):
+    paths = expand_shards(shards)
+    sources = [dict(shards=paths[:4], samples_per_epoch=7),
+               dict(shards=paths[4:], samples_per_epoch=5)]
+    first = list(itertools.islice(iter(_stream(sources, block_size=5)), 30))
+    for k in (4, 11, 12, 25):
+        resumed = _stream(sources, block_size=5, seed=99)
+        resumed.load_state_dict(dict(states={'0': json.loads(first[k]['_stream_state'])},
+                                     num_batches=k + 1, num_workers=1, world_size=1, seed=0))
+        again = [r['sample_idx'] for r in itertools.islice(iter(resumed), 30 - k - 1)]
+        assert again == [r['sample_idx'] for r in first[k + 1:]], k
+    with pytest.raises(ValueError, match='for every source or for none'):
+        _stream([dict(shards=paths[:4], samples_per_epoch=3), dict(shards=paths[4:])])
+    with pytest.raises(ValueError, match='weight or samples_per_epoch, not both'):
+        _stream([dict(shards=paths[:4], samples_per_epoch=3, weight=1.0),
+                 dict(shards=paths[4:], samples_per_epoch=3)])
+    with pytest.raises(ValueError, match='positive integer'):
+        _stream([dict(shards=paths[:4], samples_per_epoch=2.5),
+                 dict(shards=paths[4:], samples_per_epoch=3)])
