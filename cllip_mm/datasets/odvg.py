@@ -134,11 +134,6 @@ class ODVGRecordConverter:
         self.captions = captions or {}
 
     # ------------------------------------------------------------------ records
-    @staticmethod
-    def accepts(raw: Any) -> bool:
-        """:func:`is_odvg_record` (callable without an import per record)."""
-        return is_odvg_record(raw)
-
     def convert(self, raw: Any, line_no: int,
                 on_region_error: Callable[[BadRecordError], None]) -> dict:
         """Return the cllip_mm record of ODVG record ``raw`` (line ``line_no``).

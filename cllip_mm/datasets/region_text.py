@@ -381,8 +381,9 @@ class RegionTextDataset(BaseDataset):
 
     def _from_odvg(self, raw: Any, line_no: int) -> Any:
         """``raw`` converted to this format if the file is ODVG, else ``raw``."""
-        if self._is_odvg is None:
-            self._is_odvg = self._odvg.accepts(raw)
+        if self._is_odvg is None:  # the file's first record (odvg imports this module)
+            from .odvg import is_odvg_record
+            self._is_odvg = is_odvg_record(raw)
             self._odvg.ann_file = self.ann_file
         return self._odvg.convert(raw, line_no, self._bad) if self._is_odvg else raw
 

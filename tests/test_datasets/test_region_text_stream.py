@@ -357,3 +357,20 @@ def test_samples_per_epoch_resumes_and_checks_its_arguments(shards):
     with pytest.raises(ValueError, match='positive integer'):
         _stream([dict(shards=paths[:4], samples_per_epoch=2.5),
                  dict(shards=paths[4:], samples_per_epoch=3)])
+
+
+def test_weighted_mixing_resumes_across_pick_blocks(shards, monkeypatch):
+    """The weighted source picks come in blocks of seeded draws: a resumed reader picks
+    as the uninterrupted one, also across block boundaries (blocks of 8 here)."""
+    import cllip_mm.datasets.region_text_stream as stream_module
+    monkeypatch.setattr(stream_module, 'WEIGHTED_PICK_BLOCK', 8)
+    paths = expand_shards(shards)
+    sources = [dict(shards=paths[:4], weight=3.0), dict(shards=paths[4:], weight=1.0)]
+    first = list(itertools.islice(iter(_stream(sources, block_size=5)), 30))
+    assert len({_source_of(r['sample_idx']) for r in first}) == 2
+    for k in (6, 7, 8, 20):
+        resumed = _stream(sources, block_size=5, seed=99)
+        resumed.load_state_dict(dict(states={'0': json.loads(first[k]['_stream_state'])},
+                                     num_batches=k + 1, num_workers=1, world_size=1, seed=0))
+        again = [r['sample_idx'] for r in itertools.islice(iter(resumed), 30 - k - 1)]
+        assert again == [r['sample_idx'] for r in first[k + 1:]], k
