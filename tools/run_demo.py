@@ -13,7 +13,12 @@ on the CLOC and CLIP configs of the recipe (same data, schedule and budget), eva
 each final checkpoint on the shifted sets with ``tools/test.py``, print a table and
 JSON, save ``summary.json`` and a PNG of the ``loss_clip`` / ``loss_region`` curves.
 
-Recipes: ``scratch`` (both models from random init, 600 iterations) and ``from-clip``
+The models train at the same time (``--jobs``, default one per model up to the CPU
+count), each on its share of the cores (``OMP_NUM_THREADS``) with its output in
+``WORK_DIR/<model>.log``: the small demo models use two threads poorly, so this is
+faster than one after the other on two threads each.
+
+Recipes: ``scratch`` (both models from random init, 1200 iterations) and ``from-clip``
 (the ``scratch`` CLIP checkpoint continued for 200 iterations with CLOC's losses, or
 with the CLIP loss alone).
 """
@@ -23,7 +28,9 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -83,7 +90,15 @@ def parse_args():
                         'CLOC=configs/cloc/my_variant.py (to compare a variant with the demo)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides passed to every tools/train.py run')
+    parser.add_argument('--jobs', type=int, default=None,
+                        help='models trained and evaluated at once, the CPU cores split between '
+                        'them (default: one per model, at most the CPU count)')
     args = parser.parse_args()
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    cpus = os.cpu_count() or 1
+    args.jobs = args.jobs or max(1, min(len(args.models), cpus))
+    args.threads = max(1, cpus // args.jobs)
     args.configs = dict(RECIPES[args.recipe])
     for item in args.config:
         name, sep, path = item.partition('=')
@@ -128,6 +143,37 @@ def data_options(data_root: str, tokenizer_root: str) -> list:
             f'model.tokenizer.path={osp.join(tokenizer_root, "tokenizer")}']
 
 
+_running = set()  # Popen of the subprocesses in flight (``--jobs`` > 1)
+_stopping = threading.Event()  # set when one model failed: the others stop
+
+
+def run(cmd: list, name: str, args) -> None:
+    """Run ``cmd``; with ``--jobs`` > 1 on its share of the cores, output in ``WORK_DIR/<name>.log``."""
+    if args.jobs == 1:
+        subprocess.run(cmd, check=True)
+        return
+    log = osp.join(args.work_dir, f'{name.lower()}.log')
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    with open(log, 'a') as f:
+        f.write(f'$ {" ".join(cmd)}\n')
+        f.flush()
+        if _stopping.is_set():
+            raise RuntimeError(f'{name}: not started, another model failed')
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        _running.add(proc)
+        try:
+            returncode = proc.wait()
+        finally:
+            _running.discard(proc)
+    if returncode:
+        if _stopping.is_set():
+            raise RuntimeError(f'{name}: stopped, another model failed')
+        with open(log) as f:
+            sys.stderr.write(''.join(f.readlines()[-40:]))
+        raise RuntimeError(f'{name}: {osp.basename(cmd[1])} exited with {returncode}; '
+                           f'its output is in {log} (last lines above)')
+
+
 def last_checkpoint(work_dir: str) -> str:
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
@@ -153,7 +199,7 @@ def train(name: str, args) -> dict:
         ]
         print(f'[demo] training {name}: {" ".join(cmd)}', flush=True)
         start = time.time()
-        subprocess.run(cmd, check=True)
+        run(cmd, name, args)
         metrics = last_metrics(work_dir)
         metrics['train_minutes'] = round((time.time() - start) / 60, 2)
     for shift in args.shifts:
@@ -175,7 +221,7 @@ def evaluate(name: str, config: str, checkpoint: str, shift: str, args) -> dict:
         '--cfg-options', *data_options(shift_root(args, shift), args.data_root), *args.cfg_options
     ]
     print(f'[demo] evaluating {name} on {shift!r}: {" ".join(cmd)}', flush=True)
-    subprocess.run(cmd, check=True)
+    run(cmd, name, args)
     return test_metrics(work_dir)
 
 
@@ -188,7 +234,20 @@ def main():
     os.makedirs(args.work_dir, exist_ok=True)
     ensure_data(args)
     ensure_shift_data(args)
-    results = {name: train(name, args) for name in args.models}
+    if args.jobs > 1:
+        print(f'[demo] {args.jobs} models at a time, {args.threads} thread(s) each; their output '
+              f'goes to {osp.join(args.work_dir, "<model>.log")}', flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {name: pool.submit(train, name, args) for name in args.models}
+        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+        failed = [future for future in done if future.exception()]
+        if failed:  # stop the other models now rather than after their whole run
+            _stopping.set()
+            for proc in list(_running):
+                proc.terminate()
+            pool.shutdown(cancel_futures=True)
+            raise failed[0].exception()
+        results = {name: future.result() for name, future in futures.items()}
 
     rows = ROWS + [(f'shift/{s}/{k}', f'{s}: {label}') for s in args.shifts for k, label in SHIFT_ROWS]
     rows += [('train_minutes', 'training time (min)')]

@@ -20,6 +20,7 @@ def test_run_demo_prints_cloc_and_clip_side_by_side(tmp_path):
          '--num-shift', '8', '--cfg-options', *fast],
         env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '2 models at a time, 1 thread(s) each' in proc.stdout
     table = proc.stdout[proc.stdout.index('metric (val split'):]
     header, *rows = table.splitlines()
     assert header.split()[-2:] == ['CLOC', 'CLIP']
@@ -39,4 +40,26 @@ def test_run_demo_prints_cloc_and_clip_side_by_side(tmp_path):
     with open(osp.join(data_root, 'shifts', 'restyled', 'annotations', 'val.jsonl')) as f:
         assert len(f.readlines()) == 8
     assert osp.getsize(osp.join(work_dir, 'curves.png')) > 1000
+    # The two models trained at once (one per core of the 2 the test allows), each logging to a file.
+    for name in ('cloc', 'clip'):
+        with open(osp.join(work_dir, f'{name}.log')) as f:
+            log = f.read()
+        assert 'Saving checkpoint at 2 iterations' in log and 'tools/test.py' in log
     assert osp.exists(osp.join(data_root, 'tokenizer', 'tokenizer.json'))
+
+
+def test_run_demo_stops_the_other_model_when_one_fails(tmp_path):
+    """CLOC's config is missing: the error names its log at once, and CLIP (1200 iterations,
+    many minutes) is stopped rather than run to the end (else the timeout fails the test)."""
+    data_root, work_dir = str(tmp_path / 'data'), str(tmp_path / 'work')
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools/run_demo.py'), '--data-root', data_root, '--work-dir',
+         work_dir, '--num-train', '16', '--num-val', '8', '--shifts', 'restyled', '--num-shift', '4',
+         '--config', f'CLOC={tmp_path / "missing.py"}', '--cfg-options',
+         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False'],
+        capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert f'its output is in {osp.join(work_dir, "cloc.log")}' in proc.stderr
+    assert 'missing.py' in proc.stderr  # the log's tail, printed
+    assert not osp.exists(osp.join(work_dir, 'clip', 'last_checkpoint'))
+    assert not osp.exists(osp.join(work_dir, 'summary.json'))

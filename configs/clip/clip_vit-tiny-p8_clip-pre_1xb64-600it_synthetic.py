@@ -1,0 +1,13 @@
+# The from-CLIP recipe (CLIP loss alone, the control) for 600 iterations instead of 200
+# (docs/region_effect.md, "Continue from a trained CLIP"):
+#   python tools/run_demo.py --recipe from-clip --work-dir work_dirs/demo_from_clip_600 \
+#       --config CLOC=configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py \
+#       CLIP=configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py
+_base_ = ['./clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py']
+max_iters = 600
+warmup_iters = 60
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters, eta_min=1e-5),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
