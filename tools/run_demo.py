@@ -19,8 +19,8 @@ count), each on its share of the cores (``OMP_NUM_THREADS``) with its output in
 faster than one after the other on two threads each.
 
 Recipes: ``scratch`` (both models from random init, 1200 iterations) and ``from-clip``
-(the ``scratch`` CLIP checkpoint continued for 200 iterations with CLOC's losses, or
-with the CLIP loss alone).
+(the ``scratch`` CLIP checkpoint continued for 600 iterations with CLOC's losses, or
+with the CLIP loss alone; ``--config`` picks the 200- or 400-iteration pairs).
 """
 import argparse
 import json
@@ -45,8 +45,8 @@ RECIPES = {
         'CLIP': 'configs/clip/clip_vit-tiny-p8_1xb64-1200it_synthetic.py',
     },
     'from-clip': {
-        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py',
-        'CLIP': 'configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py',
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py',
     },
 }
 SHIFT_ROWS = [

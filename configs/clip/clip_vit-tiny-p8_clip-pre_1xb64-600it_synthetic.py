@@ -1,8 +1,7 @@
-# The from-CLIP recipe (CLIP loss alone, the control) for 600 iterations instead of 200
+# The from-CLIP recipe (CLIP loss alone, the control) for 600 iterations
 # (docs/region_effect.md, "Continue from a trained CLIP"):
-#   python tools/run_demo.py --recipe from-clip --work-dir work_dirs/demo_from_clip_600 \
-#       --config CLOC=configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py \
-#       CLIP=configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py
+#   python tools/run_demo.py --recipe from-clip --work-dir work_dirs/demo_from_clip
+# (the recipe's default pair)
 _base_ = ['./clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py']
 max_iters = 600
 warmup_iters = 60

@@ -4,7 +4,10 @@
 # encoder's output tokens ('final'), as the from-CLIP recipes at scale do
 # (cloc_vit-b16_openai-clip-pre_8xb128-10k_region-text.py). Its control is
 # configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py (CLIP alone, same budget).
-#   python tools/run_demo.py --recipe from-clip
+#   python tools/run_demo.py --recipe from-clip --work-dir work_dirs/demo_from_clip_200 \
+#       --config CLOC=configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py \
+#       CLIP=configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-200it_synthetic.py
+# (the recipe's default is the 600-iteration pair).
 _base_ = ['./cloc_vit-tiny-p8_1xb64-1200it_synthetic.py']
 clip_checkpoint = 'work_dirs/demo/clip/iter_1200.pth'
 
