@@ -286,6 +286,9 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
     for loader in (cfg.val_dataloader, cfg.test_dataloader):
         loader.dataset.data_root = root + '/'
         loader.dataset.metainfo = dict(classes=tuple(classes))
+        assert loader.dataset.pipeline[1].type == 'Resize'
+        loader.dataset.pipeline[1].scale = (48, 48)
+    assert cfg.model.image_encoder.img_size != 48
     config = str(tmp_path / 'tiny_cloc.py')
     cfg.dump(config)
     ckpt = toy_checkpoint(cfg, str(tmp_path / 'tiny_cloc.pth'))  # random init, seed 0
@@ -296,8 +299,11 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
     jsonl = Runner.from_cfg(cfg).test()
 
     tasks = ['synthetic_region_cls', 'synthetic_region_retrieval']
+    # evaluated at a larger size than the model's input, as the demo is (128 vs 96):
+    # tools/benchmark.py --input-size
+    test_size = '48'
     one = run(config, ckpt, tasks, str(tmp_path), '--task-root',
-              *(f'{t}={root}' for t in tasks), work_dir=tmp_path / 'one')
+              *(f'{t}={root}' for t in tasks), '--input-size', test_size, work_dir=tmp_path / 'one')
     exported = one['synthetic_region_cls']
     for key in ('top1', 'top5', 'mean_class_acc', 'num_regions'):
         assert exported[f'region_cls/{key}'] == pytest.approx(jsonl[f'region_cls/{key}']), key
@@ -312,7 +318,7 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
         osp.join(REPO, 'tools', 'benchmark.py'), config, ckpt,
         '--launcher', 'pytorch', '--tasks', *tasks, '--task-root', *(f'{t}={root}' for t in tasks),
         '--work-dir', str(tmp_path / 'two'), '--out', str(out), '--num-workers', '0',
-        '--batch-size', '3'], env=env, capture_output=True, text=True, timeout=600)
+        '--batch-size', '3', '--input-size', test_size], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(out) as f:
         two = json.load(f)['results']

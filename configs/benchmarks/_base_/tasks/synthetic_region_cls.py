@@ -7,8 +7,7 @@ _base_ = ['./coco_region_cls.py']
 data_root = 'data/cloc_demo/'
 test_pipeline = [
     dict(type='LoadImageFromFileChecked'),
-    # the demo's test size (configs/_base_/datasets/synthetic_regions_96.py: trained at 96)
-    dict(type='Resize', scale=(128, 128), keep_ratio=False),
+    dict(type='Resize', scale=(96, 96), keep_ratio=False),
     dict(type='PackRegionTextInputs'),
 ]
 test_dataloader = dict(
