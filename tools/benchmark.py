@@ -66,6 +66,8 @@ def parse_args(argv=None):
                         default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
+    if args.input_size and len(args.input_size) > 2:
+        parser.error(f'--input-size takes H or H W, got {args.input_size}')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -103,10 +105,9 @@ def task_config(args, task: str, work_dir: str) -> Config:
     data_root = task_roots.get(task) or osp.join(
         args.data_root, osp.relpath(default_root, 'data'))
     spec.test_dataloader.dataset.data_root = data_root.rstrip('/') + '/'
-    image_size = args.input_size or cfg.model.image_encoder.get('img_size', 224)
-    image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(image_size) == 1:
-        image_size = image_size * 2
+    size = args.input_size or cfg.model.image_encoder.get('img_size', 224)
+    size = [size] if isinstance(size, int) else list(size)
+    image_size = (size[0], size[-1])  # H or (H, W)
     fit_pipeline(spec.test_dataloader.dataset.pipeline, image_size)
     if args.batch_size:
         spec.test_dataloader.batch_size = args.batch_size

@@ -338,17 +338,25 @@ def test_samples_per_epoch_mixes_exact_counts(shards):
         assert Counter(both[40 * e:40 * e + 40]) == {False: 30, True: 10}, e
 
 
+def _assert_resumes_as_uninterrupted(sources, after, num=30):
+    """A one-reader stream resumed from the state after each sample index in ``after``
+    (a different seed passed in, the saved one wins) yields what the uninterrupted stream
+    yields next. Returns the uninterrupted stream's first ``num`` samples."""
+    first = list(itertools.islice(iter(_stream(sources, block_size=5)), num))
+    for k in after:
+        resumed = _stream(sources, block_size=5, seed=99)
+        resumed.load_state_dict(dict(states={'0': json.loads(first[k]['_stream_state'])},
+                                     num_batches=k + 1, num_workers=1, world_size=1, seed=0))
+        again = [r['sample_idx'] for r in itertools.islice(iter(resumed), num - k - 1)]
+        assert again == [r['sample_idx'] for r in first[k + 1:]], k
+    return first
+
+
 def test_samples_per_epoch_resumes_and_checks_its_arguments(shards):
     paths = expand_shards(shards)
     sources = [dict(shards=paths[:4], samples_per_epoch=7),
                dict(shards=paths[4:], samples_per_epoch=5)]
-    first = list(itertools.islice(iter(_stream(sources, block_size=5)), 30))
-    for k in (4, 11, 12, 25):
-        resumed = _stream(sources, block_size=5, seed=99)
-        resumed.load_state_dict(dict(states={'0': json.loads(first[k]['_stream_state'])},
-                                     num_batches=k + 1, num_workers=1, world_size=1, seed=0))
-        again = [r['sample_idx'] for r in itertools.islice(iter(resumed), 30 - k - 1)]
-        assert again == [r['sample_idx'] for r in first[k + 1:]], k
+    _assert_resumes_as_uninterrupted(sources, after=(4, 11, 12, 25))
     with pytest.raises(ValueError, match='for every source or for none'):
         _stream([dict(shards=paths[:4], samples_per_epoch=3), dict(shards=paths[4:])])
     with pytest.raises(ValueError, match='weight or samples_per_epoch, not both'):
@@ -366,11 +374,5 @@ def test_weighted_mixing_resumes_across_pick_blocks(shards, monkeypatch):
     monkeypatch.setattr(stream_module, 'WEIGHTED_PICK_BLOCK', 8)
     paths = expand_shards(shards)
     sources = [dict(shards=paths[:4], weight=3.0), dict(shards=paths[4:], weight=1.0)]
-    first = list(itertools.islice(iter(_stream(sources, block_size=5)), 30))
+    first = _assert_resumes_as_uninterrupted(sources, after=(6, 7, 8, 20))
     assert len({_source_of(r['sample_idx']) for r in first}) == 2
-    for k in (6, 7, 8, 20):
-        resumed = _stream(sources, block_size=5, seed=99)
-        resumed.load_state_dict(dict(states={'0': json.loads(first[k]['_stream_state'])},
-                                     num_batches=k + 1, num_workers=1, world_size=1, seed=0))
-        again = [r['sample_idx'] for r in itertools.islice(iter(resumed), 30 - k - 1)]
-        assert again == [r['sample_idx'] for r in first[k + 1:]], k
