@@ -30,6 +30,30 @@ def test_loss_names_and_backward(make_tiny_cloc_cfg):
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+def test_token_grounding_head_losses_and_predict(make_tiny_cloc_cfg):
+    """box_mode='token' with refine and rescoring: its loss terms train its own parts, and
+    predict gives one box per phrase."""
+    cfg = make_tiny_cloc_cfg()
+    cfg.model.grounding_head.update(box_mode='token', refine=True, rescore_topk=3)
+    model, train_set, val_set = build(cfg)
+    model.grounding_head.init_weights()
+    data = model.data_preprocessor(pseudo_collate([train_set[i] for i in range(8)]), True)
+    losses = model(**data, mode='loss')
+    assert {'loss_ground', 'loss_ground_token', 'loss_ground_refine'} <= set(losses)
+    params = dict(model.named_parameters())
+    losses['loss_ground_refine'].backward(retain_graph=True)
+    assert params['grounding_head.refine_head.layers.2.weight'].grad.abs().sum() > 0
+    assert params['grounding_head.box_head.layers.0.weight'].grad is None  # boxes detached
+    losses['loss_ground_token'].backward()
+    assert params['grounding_head.query_proj.weight'].grad.abs().sum() > 0
+    model.eval()
+    data = model.data_preprocessor(pseudo_collate([val_set[i] for i in range(4)]), False)
+    with torch.no_grad():
+        samples = model(**data, mode='predict')
+    for sample in samples:
+        assert sample.pred_regions.ground_bboxes.shape == (len(sample.gt_regions), 4)
+
+
 def test_clip_baseline_has_only_the_clip_loss(make_tiny_cloc_cfg):
     model, train_set, val_set = build(make_tiny_cloc_cfg(clip_only=True))
     data = model.data_preprocessor(pseudo_collate([train_set[i] for i in range(8)]), True)

@@ -1,6 +1,7 @@
 """2 gloo processes give the CLOC losses and gradients of 1 process on the whole batch."""
 import os
 
+import pytest
 import torch
 from dist_utils import run_in_processes
 from mmengine.dataset import pseudo_collate
@@ -32,12 +33,17 @@ def worker(rank, world_size, cfg, out_dir):
     torch.save(result, os.path.join(out_dir, f'rank{rank}.pth'))
 
 
-def test_two_processes_match_one(make_tiny_cloc_cfg, tmp_path):
+@pytest.mark.parametrize('grounding', ['mlp', 'token'])
+def test_two_processes_match_one(make_tiny_cloc_cfg, tmp_path, grounding):
     cfg = make_tiny_cloc_cfg()
+    extra = set()
+    if grounding == 'token':  # per-box weights, the token cross-entropy, the refined boxes
+        cfg.model.grounding_head.update(box_mode='token', refine=True)
+        extra = {'loss_ground_token', 'loss_ground_refine'}
     run_in_processes(worker, args=(cfg, str(tmp_path)), tmp_dir=tmp_path,
                      collective_timeout=120)
     ref_losses, ref_grads = losses_and_grads(cfg, range(BATCH), ddp=False)
-    assert set(ref_losses) == {'loss_clip', 'loss_region', 'loss_ground'}
+    assert set(ref_losses) == {'loss_clip', 'loss_region', 'loss_ground'} | extra
     for rank in (0, 1):
         losses, grads = torch.load(str(tmp_path / f'rank{rank}.pth'))
         for key, value in ref_losses.items():

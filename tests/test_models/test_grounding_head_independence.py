@@ -6,12 +6,13 @@ import torch
 from cllip_mm.models import GroundingHead, Prompter
 
 
-@pytest.fixture(scope='module')
-def head_and_prompter():
+@pytest.fixture(scope='module', params=[
+    dict(), dict(box_mode='token', refine=True, rescore_topk=4)], ids=['mlp', 'token'])
+def head_and_prompter(request):
     torch.manual_seed(0)
     prompter = Prompter(width=32, embed_dim=16, num_layers=2, heads=4,
                         context_pos_encoding=True).eval()
-    head = GroundingHead(embed_dim=16, width=32).eval()
+    head = GroundingHead(embed_dim=16, width=32, **request.param).eval()
     with torch.no_grad():  # zero-initialised type embeddings: make every part count
         for param in [*prompter.parameters(), *head.parameters()]:
             param.add_(torch.randn_like(param) * 0.05)

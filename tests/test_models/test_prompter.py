@@ -215,3 +215,107 @@ def test_anchored_grounding_box_centre_is_the_score_weighted_token_centre():
         torch.testing.assert_close(head(texts[:, 1:2], tokens, prompter), boxes[:, 1:2])
     with pytest.raises(ValueError, match='box_mode'):
         GroundingHead(embed_dim=16, width=32, box_mode='heatmap')
+
+
+def test_token_grounding_reads_the_box_at_the_best_scoring_token():
+    """'token' mode: with the box MLP's last layer zeroed, the box sits at the centre of the
+    argmax token of the phrase's scores, size 0.5; setting that token's score lower moves it."""
+    prompter = make_prompter()
+    torch.manual_seed(3)
+    head = GroundingHead(embed_dim=16, width=32, box_mode='token').eval()
+    last = head.box_head.layers[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 6)  # h=4, w=6
+    with torch.no_grad():
+        boxes = head(texts, tokens, prompter)
+        prompts = prompter.run_layers(head.text_proj(texts) + head.text_type_embed,
+                                      prompter.image_context(tokens))
+        best = head.token_scores(prompts, prompter.image_context(tokens)).argmax(-1)  # [2, 3]
+    row, col = best // 6, best % 6
+    torch.testing.assert_close(boxes[..., 0], (col + 0.5) / 6)
+    torch.testing.assert_close(boxes[..., 1], (row + 0.5) / 4)
+    torch.testing.assert_close(boxes[..., 2:], torch.full_like(boxes[..., 2:], 0.5))
+    with torch.no_grad():  # prompts stay independent of each other
+        torch.testing.assert_close(head(texts[:, 1:2], tokens, prompter), boxes[:, 1:2])
+
+
+def test_token_grounding_training_targets():
+    """forward_train: the cross-entropy target is the token holding the box centre; boxes are
+    read at every token whose centre is inside the box (and at the centre's token for a box
+    holding no token centre), each region's weights summing to 1."""
+    prompter = make_prompter()
+    head = GroundingHead(embed_dim=16, width=32, box_mode='token')
+    texts, tokens = torch.randn(2, 2, 16), torch.randn(2, 32, 4, 4)  # 4 x 4 grid, cells of 0.25
+    target_boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5],     # centre (0.25, 0.25): token 5
+                                  [0.0, 0.0, 0.0, 0.0]],    # padding
+                                 [[0.55, 0.8, 0.65, 0.9],   # tiny, centre in token 14
+                                  [0.3, 0.05, 1.0, 0.45]]])  # wide: centre token 6
+    valid = torch.tensor([[True, False], [True, True]])
+    out = head.forward_train(texts, tokens, prompter, target_boxes, valid)
+    assert out.token_targets.tolist() == [5, 14, 6]
+    assert out.token_logits.shape == (3, 16)
+    # region 0: token centres (0.125 | 0.375)^2 -> tokens 0, 1, 4, 5; region 1: token 14;
+    # region 2: x in {0.375, 0.625, 0.875}, y in {0.125, 0.375} -> 1, 2, 3, 5, 6, 7
+    assert len(out.boxes) == 4 + 1 + 6
+    torch.testing.assert_close(out.box_targets[:5], target_boxes[[0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])
+    torch.testing.assert_close(out.box_weights, torch.tensor([0.25] * 4 + [1.0] + [1 / 6] * 6))
+    # each box is the one read at its token: equal to the inference path forced to that token
+    with torch.no_grad():
+        prompts, context = head._prompts_and_context(texts, tokens, prompter, None)
+        first = head.boxes_at_tokens(prompts, context, (4, 4), torch.tensor([0]),
+                                     torch.tensor([0]), torch.tensor([0]))
+    torch.testing.assert_close(out.boxes[:1].detach(), first)
+    # the MLP head: one box per valid region, no token terms
+    mlp = GroundingHead(embed_dim=16, width=32).forward_train(texts, tokens, prompter,
+                                                             target_boxes, valid)
+    assert mlp.boxes.shape == (3, 4) and mlp.box_weights is None and mlp.token_logits is None
+
+
+def test_token_grounding_rescoring_keeps_the_candidate_closest_to_the_phrase():
+    """rescore_topk = N (every token a candidate): the box is the one, among the boxes read
+    at all tokens, whose region embedding (Prompter.forward on it) best matches the phrase."""
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+    prompter = make_prompter()
+    torch.manual_seed(4)
+    head = GroundingHead(embed_dim=16, width=32, box_mode='token', rescore_topk=24).eval()
+    texts, tokens = torch.randn(1, 2, 16), torch.randn(1, 32, 4, 6)
+    with torch.no_grad():
+        boxes = head(texts, tokens, prompter)
+        prompts, context = head._prompts_and_context(texts, tokens, prompter, None)
+        for r in range(2):
+            every = head.boxes_at_tokens(prompts, context, (4, 4 + 2), torch.zeros(24).long(),
+                                         torch.full((24, ), r), torch.arange(24))
+            embeds = prompter(tokens, bbox_cxcywh_to_xyxy(every).clamp(0, 1)[None])[0]
+            best = torch.nn.functional.cosine_similarity(embeds, texts[0, r][None]).argmax()
+            torch.testing.assert_close(boxes[0, r], every[best])
+        head.rescore_topk = 1  # without rescoring: the best-scoring token's box, here another
+        assert not torch.allclose(head(texts, tokens, prompter), boxes)
+
+
+def test_token_grounding_refinement_starts_as_the_identity_and_learns_apart():
+    prompter = make_prompter()
+    torch.manual_seed(5)
+    head = GroundingHead(embed_dim=16, width=32, box_mode='token', refine=True)
+    head.init_weights()
+    plain = GroundingHead(embed_dim=16, width=32, box_mode='token')
+    plain.load_state_dict(head.state_dict(), strict=False)
+    texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(head.eval()(texts, tokens, prompter),
+                                   plain.eval()(texts, tokens, prompter))
+    target_boxes = torch.tensor([[0.1, 0.1, 0.6, 0.5]]).expand(2, 3, 4)
+    out = head.train().forward_train(texts, tokens, prompter, target_boxes,
+                                     torch.ones(2, 3, dtype=torch.bool))
+    # refined: the centre token's box of each region (+ the best token's when on the box)
+    centre_token = out.token_targets[0]  # the same box everywhere: the same centre token
+    assert len(out.refined_boxes) >= 6 and out.refine_weights.max() <= 1
+    torch.testing.assert_close(out.refined_boxes, out.boxes[out.refine_index])  # identity
+    assert out.refine_weights.sum().item() == pytest.approx(6.0)  # each region's sum to 1
+    out.refined_boxes.sum().backward()
+    assert all(p.grad is None for p in head.box_head.parameters())  # the first box is detached
+    assert head.refine_head.layers[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='refine'):
+        GroundingHead(embed_dim=16, width=32, refine=True)
+    with pytest.raises(ValueError, match='rescore_topk'):
+        GroundingHead(embed_dim=16, width=32, box_mode='anchored', rescore_topk=3)

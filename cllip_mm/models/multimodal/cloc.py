@@ -258,12 +258,19 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             return distinct, like.new_zeros(0, self.text_encoder.embed_dim), index
         return distinct, self.embed_phrases(distinct), index
 
+    @staticmethod
+    def _pad_phrases(region_phrase_embeds: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The phrase embeddings [R, D] laid out at the True places of ``valid`` [B, Rmax]
+        -> [B, Rmax, D], zeros elsewhere."""
+        prompts = region_phrase_embeds.new_zeros(*valid.shape, region_phrase_embeds.shape[-1])
+        prompts[valid] = region_phrase_embeds
+        return prompts
+
     def _ground(self, vit, region_phrase_embeds: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Grounding-head boxes [B, Rmax, 4] (normalised cxcywh) of the phrase embeddings
         [R, D] laid out at the True places of ``valid`` [B, Rmax]."""
-        prompts = region_phrase_embeds.new_zeros(*valid.shape, region_phrase_embeds.shape[-1])
-        prompts[valid] = region_phrase_embeds
-        return self.grounding_head(prompts, vit.patch_tokens, self.prompter, vit.patch_embeds)
+        return self.grounding_head(self._pad_phrases(region_phrase_embeds, valid),
+                                   vit.patch_tokens, self.prompter, vit.patch_embeds)
 
     # ------------------------------------------------------------------ training
     def forward(self, inputs: torch.Tensor, data_samples: Optional[SampleList] = None,
@@ -308,9 +315,17 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
                 phrase_keys(distinct, inputs.device),
                 regions.valid.nonzero()[:, 0])
         if self.grounding_loss is not None:
-            pred = self._ground(vit, phrase_embeds[region_phrase_index], regions.valid)
-            losses['loss_ground'] = self.grounding_loss(pred[regions.valid],
-                                                        regions.boxes[regions.valid])
+            out = self.grounding_head.forward_train(
+                self._pad_phrases(phrase_embeds[region_phrase_index], regions.valid),
+                vit.patch_tokens, self.prompter, regions.boxes, regions.valid, vit.patch_embeds)
+            losses['loss_ground'] = self.grounding_loss(out.boxes, out.box_targets,
+                                                        out.box_weights)
+            if out.refined_boxes is not None:
+                losses['loss_ground_refine'] = self.grounding_loss(
+                    out.refined_boxes, out.box_targets[out.refine_index], out.refine_weights)
+            if out.token_logits is not None:
+                losses['loss_ground_token'] = self.grounding_loss.token_loss(
+                    out.token_logits, out.token_targets)
         if len(phrase_embeds) > 1:  # the text-collapse alarm: mean cosine of distinct phrases
             with torch.no_grad():
                 cos = phrase_embeds @ phrase_embeds.t()

@@ -208,10 +208,23 @@ class Prompter(BaseModule):
         Returns:
             Tensor: [B, R, D].
         """
+        return self.embed_tokens(self.region_tokens(patch_tokens, boxes, patch_embeds))
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Region tokens [..., C] (:meth:`region_tokens`) -> region embeddings [..., D],
+        not normalised."""
+        return self.proj(self.ln_out(tokens))
+
+    def region_tokens(self,
+                      patch_tokens: torch.Tensor,
+                      boxes: torch.Tensor,
+                      patch_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The box prompts after the layers, before the output projection: [B, R, C].
+        Arguments as in :meth:`forward`."""
         tokens = self.encode_boxes(boxes) + self.box_type_embed
         for source, proj in self.roi_proj.items():
             token_map = self._token_map(source, patch_tokens, patch_embeds)
             tokens = tokens + proj(self.roi_features(token_map, boxes))
         if self.region_pooler == 'prompter':
             tokens = self.run_layers(tokens, self.image_context(patch_tokens, patch_embeds))
-        return self.proj(self.ln_out(tokens))
+        return tokens

@@ -40,7 +40,10 @@ LOSSES = [
     *(dict(cfg, local_loss=local) for cfg in CONTRASTIVE for local in (True, False)),
     dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5, negatives='local'),
     dict(type='GroundingLoss'),
+    # per-box weights and the 'token' head's cross-entropy over 3 tokens
+    dict(type='GroundingLoss', loss_token=0.7),
 ]
+NUM_TOKENS = 3
 
 
 def make_data():
@@ -84,11 +87,20 @@ class Toy(nn.Module):
         torch.manual_seed(0)
         self.loss = MODELS.build(loss_cfg)
         self.is_grounding = isinstance(self.loss, GroundingLoss)
-        self.linear = nn.Linear(IN_DIM, 4 if self.is_grounding else EMBED_DIM)
+        self.with_tokens = 'loss_token' in loss_cfg
+        out_dim = 4 + NUM_TOKENS * self.with_tokens if self.is_grounding else EMBED_DIM
+        self.linear = nn.Linear(IN_DIM, out_dim)
 
     def forward(self, batch):
         if self.is_grounding:
-            return self.loss(self.linear(batch['region_feats']).sigmoid(), batch['boxes'])
+            out = self.linear(batch['region_feats'])
+            if not self.with_tokens:
+                return self.loss(out.sigmoid(), batch['boxes'])
+            boxes = batch['boxes']
+            weights = boxes[:, 0] + 0.5  # uneven, so the global weight sum matters
+            token_targets = (boxes[:, 1] * 10).long() % NUM_TOKENS
+            return (self.loss(out[:, :4].sigmoid(), boxes, weights) +
+                    self.loss.token_loss(out[:, 4:], token_targets))
         embed = lambda x: F.normalize(self.linear(x), dim=-1)  # noqa: E731
         if 'Region' not in type(self.loss).__name__:
             return self.loss(embed(batch['image_feats']), embed(batch['text_feats']))

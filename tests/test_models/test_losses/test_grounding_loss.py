@@ -47,6 +47,36 @@ def test_weights_and_perfect_prediction():
     assert zero.item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_box_weights_average_each_regions_boxes():
+    """Weighted boxes: a region read twice at weights 0.5 / 0.5 counts as one region."""
+    loss_fn = GroundingLoss()
+    pred, target = torch.tensor(PRED_CXCYWH), torch.tensor(TARGET_XYXY)
+    other = torch.tensor([[0.6, 0.4, 0.3, 0.5]])
+    # region 0 read at two tokens (pred 0 and `other`), region 1 once
+    weighted = loss_fn(torch.cat([pred[:1], other, pred[1:]]), target[[0, 0, 1]],
+                       torch.tensor([0.5, 0.5, 1.0]))
+    expected = (0.5 * reference(PRED_CXCYWH[:1], TARGET_XYXY[:1], 5, 2) +
+                0.5 * reference(other.tolist(), TARGET_XYXY[:1], 5, 2) +
+                reference(PRED_CXCYWH[1:], TARGET_XYXY[1:], 5, 2)) / 2
+    assert weighted.item() == pytest.approx(expected, rel=1e-5)
+    assert loss_fn(pred, target, torch.ones(2)).item() == pytest.approx(
+        loss_fn(pred, target).item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r'weight \[R\]'):
+        loss_fn(pred, target, torch.ones(3))
+
+
+def test_token_loss_is_the_mean_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], requires_grad=True)
+    targets = torch.tensor([0, 1])
+    loss = GroundingLoss(loss_token=0.5, loss_weight=2.0).token_loss(logits, targets)
+    log_p = logits.detach().log_softmax(-1)
+    assert loss.item() == pytest.approx(-(log_p[0, 0] + log_p[1, 1]).item() / 2, rel=1e-6)
+    loss.backward()
+    assert logits.grad[1, 1] < 0 < logits.grad[1, 2]
+    empty = torch.zeros(0, 3, requires_grad=True)
+    assert GroundingLoss().token_loss(empty, torch.zeros(0, dtype=torch.long)).item() == 0.0
+
+
 def test_no_regions_gives_connected_zero():
     pred = torch.zeros(0, 4, requires_grad=True)
     loss = GroundingLoss()(pred, torch.zeros(0, 4))
