@@ -308,7 +308,6 @@ def test_token_grounding_refinement_starts_as_the_identity_and_learns_apart():
     out = head.train().forward_train(texts, tokens, prompter, target_boxes,
                                      torch.ones(2, 3, dtype=torch.bool))
     # refined: the centre token's box of each region (+ the best token's when on the box)
-    centre_token = out.token_targets[0]  # the same box everywhere: the same centre token
     assert len(out.refined_boxes) >= 6 and out.refine_weights.max() <= 1
     torch.testing.assert_close(out.refined_boxes, out.boxes[out.refine_index])  # identity
     assert out.refine_weights.sum().item() == pytest.approx(6.0)  # each region's sum to 1
