@@ -29,7 +29,7 @@ def test_prefix_mapping_and_report(tiny_cloc):
     assert {k.split('.')[0] for k in report.unused} == {'clip_loss', 'grounding_head'}
     assert report.ok and report.resized == {}
     text = report.summary()
-    assert 'grounding_head.* (9)' in text and 'Result: OK' in text
+    assert 'grounding_head.* (19)' in text and 'Result: OK' in text
 
     out, report = convert_cllip_state_dict(src, parts=['backbone'], img_size=(64, 128))
     assert set(k.split('.')[0] for k in out) == {'backbone'}

@@ -34,7 +34,8 @@ def test_token_grounding_head_losses_and_predict(make_tiny_cloc_cfg):
     """box_mode='token' with refine and rescoring: its loss terms train its own parts, and
     predict gives one box per phrase."""
     cfg = make_tiny_cloc_cfg()
-    cfg.model.grounding_head.update(box_mode='token', refine=True, rescore_topk=3)
+    assert cfg.model.grounding_head.box_mode == 'token'  # the demo's grounding head
+    cfg.model.grounding_head.update(refine=True, rescore_topk=3)
     model, train_set, val_set = build(cfg)
     model.grounding_head.init_weights()
     data = model.data_preprocessor(pseudo_collate([train_set[i] for i in range(8)]), True)

@@ -221,7 +221,7 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         _, phrase_embeds, index = self._embed_distinct_phrases([p for t in texts for p in t],
                                                                vit.patch_tokens)
         region_phrase_embeds = phrase_embeds[index]
-        boxes = bbox_cxcywh_to_xyxy(self._ground(vit, region_phrase_embeds, valid))
+        boxes = self._ground_xyxy(vit, region_phrase_embeds, valid)
         return boxes, valid, region_phrase_embeds
 
     def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor,
@@ -271,6 +271,11 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         [R, D] laid out at the True places of ``valid`` [B, Rmax]."""
         return self.grounding_head(self._pad_phrases(region_phrase_embeds, valid),
                                    vit.patch_tokens, self.prompter, vit.patch_embeds)
+
+    def _ground_xyxy(self, vit, region_phrase_embeds: torch.Tensor,
+                     valid: torch.Tensor) -> torch.Tensor:
+        """:meth:`_ground` as normalised xyxy clipped to the input, [B, Rmax, 4]."""
+        return bbox_cxcywh_to_xyxy(self._ground(vit, region_phrase_embeds, valid)).clamp(0, 1)
 
     # ------------------------------------------------------------------ training
     def forward(self, inputs: torch.Tensor, data_samples: Optional[SampleList] = None,
@@ -383,7 +388,7 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             _, distinct_embeds, index = self._embed_distinct_phrases(regions.phrases, inputs)
             phrase_embeds = distinct_embeds[index]
             if want_ground:
-                ground_boxes = bbox_cxcywh_to_xyxy(self._ground(vit, phrase_embeds, regions.valid))
+                ground_boxes = self._ground_xyxy(vit, phrase_embeds, regions.valid)
 
         starts = regions.valid.sum(1).cumsum(0) - regions.valid.sum(1)
         for i, sample in enumerate(data_samples):

@@ -38,6 +38,11 @@ model = dict(
         type='Prompter', width=128, embed_dim=embed_dim, num_layers=1, heads=4,
         roi_sources=('final', ), context_sources=('final', ), roi_pool='flatten',
         context_pos_encoding=True),
-    grounding_head=dict(type='GroundingHead', embed_dim=embed_dim, width=128),
+    # Grounding: the phrase picks the token holding the box centre (a cross-entropy over
+    # tokens), the box is read at that token, the region branch re-checks the 5 best tokens'
+    # boxes and one RoI step refines the kept one (docs/method.md, section 3.4;
+    # docs/region_effect.md, "Grounding").
+    grounding_head=dict(type='GroundingHead', embed_dim=embed_dim, width=128, box_mode='token',
+                        rescore_topk=5, refine=True),
     region_loss=dict(type='RegionTextContrastiveLoss', loss_weight=1.0),
-    grounding_loss=dict(type='GroundingLoss', loss_weight=1.0))
+    grounding_loss=dict(type='GroundingLoss', loss_weight=1.0, loss_token=0.5))

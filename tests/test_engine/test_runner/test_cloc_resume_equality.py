@@ -80,7 +80,8 @@ def test_resumed_run_equals_uninterrupted_run(make_tiny_cloc_cfg, tmp_path, monk
     assert sorted(full.losses) == list(range(1, MAX_ITERS + 1))
     assert sorted(crashed.losses) == list(range(1, CRASH_AFTER + 1))
     assert sorted(resumed.losses) == list(range(CHECKPOINT + 1, MAX_ITERS + 1))
-    assert set(full.losses[1]) == {'loss', 'loss_clip', 'loss_region', 'loss_ground'}
+    assert set(full.losses[1]) == {'loss', 'loss_clip', 'loss_region', 'loss_ground',
+                                   'loss_ground_token', 'loss_ground_refine'}
     for i in range(1, CRASH_AFTER + 1):
         assert crashed.losses[i] == pytest.approx(full.losses[i], rel=1e-6), i
     for i in range(CHECKPOINT + 1, MAX_ITERS + 1):
