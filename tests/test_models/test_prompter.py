@@ -191,21 +191,31 @@ def test_grounding_head_own_layers_deepen_grounding_only():
     assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in shallow.parameters())
 
 
+def head_with_zeroed_box_mlp(box_mode: str, seed: int) -> GroundingHead:
+    """A grounding head whose box MLP outputs 0 (boxes at their anchor, size 0.5)."""
+    torch.manual_seed(seed)
+    head = GroundingHead(embed_dim=16, width=32, box_mode=box_mode).eval()
+    torch.nn.init.zeros_(head.box_head.layers[-1].weight)
+    torch.nn.init.zeros_(head.box_head.layers[-1].bias)
+    return head
+
+
+def phrase_token_scores(head, prompter, texts, tokens):
+    """The phrases' token scores [B, R, N], recomputed step by step from the parts."""
+    context = prompter.image_context(tokens)
+    prompts = prompter.run_layers(head.text_proj(texts) + head.text_type_embed, context)
+    return head.token_scores(prompts, context)
+
+
 def test_anchored_grounding_box_centre_is_the_score_weighted_token_centre():
     """With the box MLP's last layer zeroed, an 'anchored' box sits at the softmax-weighted
     mean of the token centres (x along the width, y along the height) with size 0.5."""
     prompter = make_prompter()
-    torch.manual_seed(2)
-    head = GroundingHead(embed_dim=16, width=32, box_mode='anchored').eval()
-    last = head.box_head.layers[-1]
-    torch.nn.init.zeros_(last.weight)
-    torch.nn.init.zeros_(last.bias)
+    head = head_with_zeroed_box_mlp('anchored', seed=2)
     texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 6)  # h=4, w=6
     with torch.no_grad():
         boxes = head(texts, tokens, prompter)
-        prompts = prompter.run_layers(head.text_proj(texts) + head.text_type_embed,
-                                      prompter.image_context(tokens))
-        weights = head.token_scores(prompts, prompter.image_context(tokens)).softmax(-1)
+        weights = phrase_token_scores(head, prompter, texts, tokens).softmax(-1)
     xs = ((torch.arange(6) + 0.5) / 6).repeat(4)  # row-major: x varies fastest
     ys = ((torch.arange(4) + 0.5) / 4).repeat_interleave(6)
     torch.testing.assert_close(boxes[..., 0], weights @ xs, atol=1e-4, rtol=0)
@@ -219,19 +229,13 @@ def test_anchored_grounding_box_centre_is_the_score_weighted_token_centre():
 
 def test_token_grounding_reads_the_box_at_the_best_scoring_token():
     """'token' mode: with the box MLP's last layer zeroed, the box sits at the centre of the
-    argmax token of the phrase's scores, size 0.5; setting that token's score lower moves it."""
+    argmax token of the phrase's scores, size 0.5."""
     prompter = make_prompter()
-    torch.manual_seed(3)
-    head = GroundingHead(embed_dim=16, width=32, box_mode='token').eval()
-    last = head.box_head.layers[-1]
-    torch.nn.init.zeros_(last.weight)
-    torch.nn.init.zeros_(last.bias)
+    head = head_with_zeroed_box_mlp('token', seed=3)
     texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 6)  # h=4, w=6
     with torch.no_grad():
         boxes = head(texts, tokens, prompter)
-        prompts = prompter.run_layers(head.text_proj(texts) + head.text_type_embed,
-                                      prompter.image_context(tokens))
-        best = head.token_scores(prompts, prompter.image_context(tokens)).argmax(-1)  # [2, 3]
+        best = phrase_token_scores(head, prompter, texts, tokens).argmax(-1)  # [2, 3]
     row, col = best // 6, best % 6
     torch.testing.assert_close(boxes[..., 0], (col + 0.5) / 6)
     torch.testing.assert_close(boxes[..., 1], (row + 0.5) / 4)

@@ -144,8 +144,8 @@ class GroundingHead(BaseModule):
         return prompter.region_tokens(patch_tokens, layout, patch_embeds)[images, slot]
 
     def token_scores(self, prompts: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """'anchored' mode: scores [B, R, N] of the prompts [B, R, C] for the image tokens
-        [B, N, C]."""
+        """'anchored' and 'token' modes: scores [B, R, N] of the prompts [B, R, C] for the
+        image tokens [B, N, C]."""
         return self.query_proj(prompts) @ self.key_proj(context).transpose(1, 2) / math.sqrt(
             prompts.shape[-1])
 
@@ -211,18 +211,17 @@ class GroundingHead(BaseModule):
         b, r, n = scores.shape
         k = min(self.rescore_topk, n)
         top = scores.topk(k, dim=-1).indices  # [B, R, K]
-        index = torch.arange(b * r * k, device=scores.device)
-        boxes = self.boxes_at_tokens(prompts, context, patch_tokens.shape[-2:],
-                                     index // (r * k), index // k % r,
-                                     top.flatten()).view(b, r, k, 4)
+        images, regions, _ = torch.meshgrid(*(torch.arange(n, device=scores.device)
+                                              for n in (b, r, k)), indexing='ij')
+        boxes = self.boxes_at_tokens(prompts, context, patch_tokens.shape[-2:], images.flatten(),
+                                     regions.flatten(), top.flatten()).view(b, r, k, 4)
         if k == 1 and self.refine_head is None:
             return boxes[:, :, 0]
         candidates = bbox_cxcywh_to_xyxy(boxes).clamp(0, 1).view(b, r * k, 4)
         tokens = prompter.region_tokens(patch_tokens, candidates, patch_embeds).view(b, r, k, -1)
         if k > 1:
-            regions = prompter.embed_tokens(tokens)
-            similarity = (F.normalize(regions, dim=-1) *
-                          F.normalize(text_embeds, dim=-1)[:, :, None]).sum(-1)  # [B, R, K]
+            similarity = F.cosine_similarity(prompter.embed_tokens(tokens),
+                                             text_embeds[:, :, None], dim=-1)  # [B, R, K]
             best = similarity.argmax(dim=-1)[..., None, None]  # [B, R, 1, 1]
             boxes = boxes.gather(2, best.expand(b, r, 1, 4))
             tokens = tokens.gather(2, best.expand(b, r, 1, tokens.size(-1)))
