@@ -21,11 +21,15 @@ class ViTOutput(NamedTuple):
         patch_embeds (Tensor): [B, C, H/p, W/p] the stem's patch embeddings (``conv1``
             output, before the position embedding and ``ln_pre``), same grid, contiguous
             (also for a channels-last input).
+        tokens (Tensor): [B, 1 + h*w, C] the last block's output sequence (class token
+            first, then the patches row-major), before ``ln_post`` and ``proj``: what the
+            paper's Prompter reads (:class:`~cllip_mm.models.prompters.ClocPrompter`).
     """
     image_embed: torch.Tensor
     patch_tokens: torch.Tensor
     cls_token: torch.Tensor
     patch_embeds: torch.Tensor
+    tokens: Optional[torch.Tensor] = None
 
 
 @MODELS.register_module()
@@ -138,4 +142,5 @@ class VisionTransformer(BaseModule):
             patches = self.ln_post(patches)
         # Contiguous NCHW: custom ops (mmcv's RoIAlign) read storage, not strides.
         patch_map = patches.transpose(1, 2).unflatten(2, patch_embeds.shape[-2:]).contiguous()
-        return ViTOutput(cls_token @ self.proj, patch_map, cls_token, patch_embeds.contiguous())
+        return ViTOutput(cls_token @ self.proj, patch_map, cls_token, patch_embeds.contiguous(),
+                         tokens)

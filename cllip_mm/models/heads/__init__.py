@@ -1,3 +1,4 @@
+from .cloc_grounding_head import ClocGroundingHead
 from .grounding_head import GroundingHead
 
-__all__ = ['GroundingHead']
+__all__ = ['GroundingHead', 'ClocGroundingHead']

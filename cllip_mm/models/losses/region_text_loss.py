@@ -81,6 +81,11 @@ class RegionTextContrastiveLoss(nn.Module):
             of the whole [R, C] logits (memory linear in the global batch), and its share
             of the loss; same DDP-averaged gradients and value as the global form (see
             ``ClipContrastiveLoss``). Defaults to True.
+        text_filter_threshold (float, optional): The paper's negative filtering (sec. 3.4,
+            Table 2 row 10; 0.9 in the paper): a (region, text) pair whose text is not the
+            region's own but has a cosine above this with it leaves both denominators
+            (region -> text and text -> region); works with every scope and both loss
+            forms. None (default) merges identical texts only.
         loss_weight (float): Multiplier of the loss. Defaults to 1.
     """
     NEGATIVES = ('global', 'local', 'image')
@@ -91,8 +96,13 @@ class RegionTextContrastiveLoss(nn.Module):
                  negatives: str = 'global',
                  share_logit_scale: bool = False,
                  local_loss: bool = True,
+                 text_filter_threshold: Optional[float] = None,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
+        if text_filter_threshold is not None and not -1 <= text_filter_threshold <= 1:
+            raise ValueError(f'{type(self).__name__}: text_filter_threshold is a cosine in '
+                             f'[-1, 1] (or None), got {text_filter_threshold!r}')
+        self.text_filter_threshold = text_filter_threshold
         self.local_loss = local_loss
         if negatives not in self.NEGATIVES:
             raise ValueError(f'{type(self).__name__}: negatives must be one of '
@@ -177,23 +187,26 @@ class RegionTextContrastiveLoss(nn.Module):
         # [R] index of each region's distinct phrase, in [0, K).
         region_phrase = torch.searchsorted(uniq_keys, region_ints[:, 0].contiguous())
 
-        same_image = None
+        keep = None  # [R, C] bool: the (region, column) pairs in the denominators
         if self.negatives == 'image':
             image_ids = torch.unique(region_ints[:, 1:], dim=0, return_inverse=True)[1]
             columns, region_col = torch.unique(
                 torch.stack([image_ids, region_phrase], dim=1), dim=0, return_inverse=True)
             col_embeds = phrases[columns[:, 1]]  # [C, D], C distinct (image, phrase) pairs
-            same_image = image_ids[:, None] == columns[None, :, 0]  # [R, C]
+            keep = image_ids[:, None] == columns[None, :, 0]  # [R, C]
         else:
             col_embeds, region_col = phrases, region_phrase
+        if self.text_filter_threshold is not None:
+            near = self.near_duplicate_texts(col_embeds, region_col)
+            keep = ~near if keep is None else keep & ~near
 
         if self.local_loss and self.negatives != 'local':
             return self.loss_weight * global_value(
-                self._local_share(scale, region_embeds, col_embeds, region_col, same_image,
+                self._local_share(scale, region_embeds, col_embeds, region_col, keep,
                                   start, stop))
         logits = scale * region_embeds @ col_embeds.t()  # [R, C]
-        if same_image is not None:
-            logits = logits.masked_fill(~same_image, float('-inf'))
+        if keep is not None:
+            logits = logits.masked_fill(~keep, float('-inf'))
         loss_r2t = F.cross_entropy(logits, region_col)
 
         cols = torch.arange(col_embeds.size(0), device=logits.device)
@@ -205,9 +218,23 @@ class RegionTextContrastiveLoss(nn.Module):
         loss_t2r = loss_t2r[num_pos > 0].mean()
         return self.loss_weight * 0.5 * (loss_r2t + loss_t2r)
 
+    @torch.no_grad()
+    def near_duplicate_texts(self, col_embeds: Tensor, region_col: Tensor) -> Tensor:
+        """[R, C] bool: True where column c's text is another text than region r's own
+        whose cosine with it exceeds ``text_filter_threshold`` (the paper's negative
+        filtering, sec. 3.4). No gradient flows through the test.
+
+        Args:
+            col_embeds (Tensor): [C, D] L2-normalised text embeddings of the columns.
+            region_col (Tensor): [R] each region's own column.
+        """
+        similarity = col_embeds[region_col] @ col_embeds.t()  # [R, C]
+        cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
+        return (similarity > self.text_filter_threshold) & (cols[None, :] != region_col[:, None])
+
     @staticmethod
     def _local_share(scale: Tensor, region_embeds: Tensor, col_embeds: Tensor,
-                     region_col: Tensor, same_image: Optional[Tensor], start: int,
+                     region_col: Tensor, keep: Optional[Tensor], start: int,
                      stop: int) -> Tensor:
         """This rank's share ``L_k`` of the loss (``sum_k L_k = N * L``).
 
@@ -216,22 +243,22 @@ class RegionTextContrastiveLoss(nn.Module):
                 ``start:stop``.
             col_embeds (Tensor): [C, D] the columns (distinct phrases or (image, phrase)).
             region_col (Tensor): [R] column of each region.
-            same_image (Tensor, optional): [R, C] bool, False where masked.
+            keep (Tensor, optional): [R, C] bool, False where left out of the denominators.
         """
         world_size, rank = get_world_size(), get_rank()
         num_regions = region_embeds.size(0)
         # region -> text: this rank's rows [R_k, C].
         logits = scale * region_embeds[start:stop] @ col_embeds.t()
-        if same_image is not None:
-            logits = logits.masked_fill(~same_image[start:stop], float('-inf'))
+        if keep is not None:
+            logits = logits.masked_fill(~keep[start:stop], float('-inf'))
         loss_r2t = F.cross_entropy(logits, region_col[start:stop], reduction='sum') / num_regions
         # text -> region: the columns c with c % N == rank, against all regions [C_k, R].
         cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
         num_pos = torch.bincount(region_col, minlength=col_embeds.size(0))
         mine = cols[rank::world_size]
         logits = scale * col_embeds[mine] @ region_embeds.t()
-        if same_image is not None:
-            logits = logits.masked_fill(~same_image[:, mine].t(), float('-inf'))
+        if keep is not None:
+            logits = logits.masked_fill(~keep[:, mine].t(), float('-inf'))
         positive = mine[:, None] == region_col[None, :]  # [C_k, R]
         log_prob = logits.log_softmax(dim=1)
         # torch.where keeps -inf (masked) entries out of the sum and of the gradient.
@@ -269,4 +296,5 @@ class RegionTextContrastiveLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f'negatives={self.negatives!r}, max_logit_scale={self.max_logit_scale:.4f}, '
                 f'shared_scale={self.logit_scale is None}, local_loss={self.local_loss}, '
+                f'text_filter_threshold={self.text_filter_threshold}, '
                 f'loss_weight={self.loss_weight}')

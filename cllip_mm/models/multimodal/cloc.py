@@ -5,12 +5,14 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmengine.dist import all_reduce
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
 from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
 from cllip_mm.structures import SampleList, denormalize_boxes, pad_boxes, padding_mask
+from ..heads import ClocGroundingHead
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
 from ..utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
@@ -63,9 +65,16 @@ def pack_regions(data_samples: SampleList, input_hw: Tuple[int, int],
 class CLOC(ClassEmbeddingCacheMixin, BaseModel):
     """Contrastive Localized Language-Image Pre-training.
 
-    The total loss is ``loss_clip + loss_region + loss_ground`` (each loss module holds
-    its own weight), logged apart. With ``prompter=None`` (and no region losses) this
-    is the CLIP baseline, trained on the same data with the same recipe.
+    The total loss is ``loss_clip + lambda * (loss_region + loss_ground)``, each term
+    logged apart: ``region_loss_weighting='image_fraction'`` is the paper's single lambda
+    (eq. 4, Table A: the fraction of the global batch's images that have region text);
+    ``'fixed'`` (lambda = 1) leaves each loss module's own weight. With ``prompter=None``
+    (and no region losses) this is the CLIP baseline, trained on the same data with the
+    same recipe.
+
+    Two region designs plug in: the paper's (:class:`ClocPrompter` +
+    :class:`ClocGroundingHead`, whose ``loss`` gives ``loss_ground``) and this project's
+    (:class:`Prompter` + :class:`GroundingHead` + ``GroundingLoss``).
 
     Args:
         image_encoder (dict): Config of the image encoder (e.g. ``VisionTransformer``).
@@ -77,7 +86,9 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         prompter (dict, optional): The :class:`Prompter`.
         grounding_head (dict, optional): The :class:`GroundingHead` (needs a prompter).
         region_loss (dict, optional): ``RegionTextContrastiveLoss`` (needs a prompter).
-        grounding_loss (dict, optional): ``GroundingLoss`` (needs a grounding head).
+        grounding_loss (dict, optional): ``GroundingLoss`` (needs a ``GroundingHead``;
+            a ``ClocGroundingHead`` owns its loss).
+        region_loss_weighting (str): 'fixed' (default) or 'image_fraction' (see above).
         phrase_context_length (int): Token length for region phrases (captions use the
             tokenizer's ``context_length``).
         region_embed_mode (str): How ``predict`` embeds GT regions: 'prompter' or 'crop'
@@ -109,6 +120,7 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
                  grounding_head: Optional[dict] = None,
                  region_loss: Optional[dict] = None,
                  grounding_loss: Optional[dict] = None,
+                 region_loss_weighting: str = 'fixed',
                  phrase_context_length: int = 32,
                  region_embed_mode: Optional[str] = None,
                  crop_size: Optional[Tuple[int, int]] = None,
@@ -136,6 +148,12 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             raise ValueError('region_loss and grounding_head need a prompter')
         if self.grounding_loss and self.grounding_head is None:
             raise ValueError('grounding_loss needs a grounding_head')
+        if self.grounding_loss and isinstance(self.grounding_head, ClocGroundingHead):
+            raise ValueError('ClocGroundingHead computes its own loss: set grounding_loss=None')
+        if region_loss_weighting not in ('fixed', 'image_fraction'):
+            raise ValueError("region_loss_weighting must be 'fixed' or 'image_fraction', got "
+                             f'{region_loss_weighting!r}')
+        self.region_loss_weighting = region_loss_weighting
         self.phrase_context_length = phrase_context_length
         self.region_embed_mode = region_embed_mode or ('prompter' if self.prompter else 'crop')
         if self.region_embed_mode not in ('prompter', 'crop'):
@@ -192,7 +210,8 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         if self.prompter is None:
             raise ValueError("mode='prompter' needs a prompter")
         vit = self.image_encoder(images)
-        return F.normalize(self.prompter(vit.patch_tokens, boxes, vit.patch_embeds), dim=-1)
+        return F.normalize(self.prompter.embed_boxes(self.prompter.context_from_vit(vit), boxes),
+                           dim=-1)
 
     def ground(self, images: torch.Tensor, texts: Sequence[Sequence[str]]) -> List[torch.Tensor]:
         """Boxes of text prompts.
@@ -274,7 +293,13 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
 
     def _ground_xyxy(self, vit, region_phrase_embeds: torch.Tensor,
                      valid: torch.Tensor) -> torch.Tensor:
-        """:meth:`_ground` as normalised xyxy clipped to the input, [B, Rmax, 4]."""
+        """Grounding boxes as normalised xyxy clipped to the input, [B, Rmax, 4], of the
+        phrase embeddings [R, D] laid out at the True places of ``valid`` [B, Rmax]."""
+        if isinstance(self.grounding_head, ClocGroundingHead):
+            prompts = self.prompter.embed_texts(self.prompter.context_from_vit(vit),
+                                                self._pad_phrases(region_phrase_embeds, valid),
+                                                valid)
+            return self.grounding_head.predict(prompts)
         return bbox_cxcywh_to_xyxy(self._ground(vit, region_phrase_embeds, valid)).clamp(0, 1)
 
     # ------------------------------------------------------------------ training
@@ -313,13 +338,22 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         # Each distinct phrase of the batch is encoded once; duplicates are positives.
         distinct, phrase_embeds, region_phrase_index = self._embed_distinct_phrases(
             regions.phrases, inputs)
+        context = self.prompter.context_from_vit(vit)  # what the prompts of an image share
         if self.region_loss is not None:
-            region_embeds = self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds)
+            region_embeds = self.prompter.embed_boxes(context, regions.boxes, regions.valid)
+            shared_scale = (self.clip_loss.logit_scale
+                            if self.region_loss.logit_scale is None else None)
             losses['loss_region'] = self.region_loss(
                 F.normalize(region_embeds, dim=-1)[regions.valid], phrase_embeds, region_phrase_index,
                 phrase_keys(distinct, inputs.device),
-                regions.valid.nonzero()[:, 0])
-        if self.grounding_loss is not None:
+                regions.valid.nonzero()[:, 0], logit_scale=shared_scale)
+        if isinstance(self.grounding_head, ClocGroundingHead):
+            prompts = self.prompter.embed_texts(
+                context, self._pad_phrases(phrase_embeds[region_phrase_index], regions.valid),
+                regions.valid)
+            losses.update(self.grounding_head.loss(prompts[regions.valid],
+                                                   regions.boxes[regions.valid]))
+        elif self.grounding_loss is not None:
             out = self.grounding_head.forward_train(
                 self._pad_phrases(phrase_embeds[region_phrase_index], regions.valid),
                 vit.patch_tokens, self.prompter, regions.boxes, regions.valid, vit.patch_embeds)
@@ -331,12 +365,33 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             if out.token_logits is not None:
                 losses['loss_ground_token'] = self.grounding_loss.token_loss(
                     out.token_logits, out.token_targets)
+        if self.region_loss_weighting == 'image_fraction':
+            weight = self.region_lambda(regions.valid)
+            losses.update({k: weight * v for k, v in losses.items()
+                           if k.startswith(('loss_region', 'loss_ground'))})
+            losses['region_lambda'] = weight
         if len(phrase_embeds) > 1:  # the text-collapse alarm: mean cosine of distinct phrases
             with torch.no_grad():
                 cos = phrase_embeds @ phrase_embeds.t()
                 off_diagonal = ~torch.eye(len(cos), dtype=torch.bool, device=cos.device)
                 losses['phrase_cos'] = cos[off_diagonal].mean()
         return losses
+
+    @staticmethod
+    def region_lambda(valid: torch.Tensor) -> torch.Tensor:
+        """The paper's lambda (eq. 4, Table A): the number of images with region text over
+        the batch size, both summed over all processes.
+
+        Args:
+            valid (Tensor): [B, Rmax] bool, this process's valid regions.
+
+        Returns:
+            Tensor: a 0-dim float, equal on every process.
+        """
+        counts = torch.stack([valid.any(dim=1).sum(), torch.tensor(valid.size(0))]).to(
+            device=valid.device, dtype=torch.float64)
+        all_reduce(counts)  # sum over processes (a no-op without a process group)
+        return (counts[0] / counts[1].clamp(min=1)).float()
 
     # ------------------------------------------------------------------ evaluation
     def class_embeddings(self, names: Sequence[str],
@@ -378,8 +433,8 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         region_embeds = phrase_embeds = ground_boxes = vocab_embeds = None
         if want_regions:
             if self.region_embed_mode == 'prompter':
-                region_embeds = F.normalize(
-                    self.prompter(vit.patch_tokens, regions.boxes, vit.patch_embeds), dim=-1)
+                region_embeds = F.normalize(self.prompter.embed_boxes(
+                    self.prompter.context_from_vit(vit), regions.boxes, regions.valid), dim=-1)
             else:
                 region_embeds = self._embed_crops(inputs, regions.boxes)
             if vocabulary:

@@ -210,6 +210,18 @@ class Prompter(BaseModule):
         """
         return self.embed_tokens(self.region_tokens(patch_tokens, boxes, patch_embeds))
 
+    @staticmethod
+    def context_from_vit(vit):
+        """What :meth:`embed_boxes` reads of the image: the ``ViTOutput`` itself (the
+        interface :class:`ClocPrompter` shares)."""
+        return vit
+
+    def embed_boxes(self, vit, boxes: torch.Tensor,
+                    valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`forward` on a ``ViTOutput``: boxes [B, R, 4] -> [B, R, D], not normalised
+        (``valid`` is accepted for the common interface; padding rows are computed)."""
+        return self(vit.patch_tokens, boxes, vit.patch_embeds)
+
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Region tokens [..., C] (:meth:`region_tokens`) -> region embeddings [..., D],
         not normalised."""

@@ -35,6 +35,8 @@ CONTRASTIVE = [
     dict(type='SigLipLoss', init_logit_scale=1.0, init_logit_bias=-1.0),
     dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5),
     dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5, negatives='image'),
+    # the paper's negative filtering (a low threshold, so that these random texts trigger it)
+    dict(type='RegionTextContrastiveLoss', init_logit_scale=1.5, text_filter_threshold=0.0),
 ]
 LOSSES = [
     *(dict(cfg, local_loss=local) for cfg in CONTRASTIVE for local in (True, False)),

@@ -169,3 +169,68 @@ def test_bad_inputs():
         loss_fn(**{**inputs, 'phrase_embeds': torch.zeros(4, 3)})
     with pytest.raises(ValueError, match='negatives must be one of'):
         RegionTextContrastiveLoss(negatives='batch')
+
+
+def filtered_reference(regions, region_texts, phrases, scale, threshold):
+    """The paper's negative filtering with plain loops: a (region, text) pair whose text is
+    another text with a cosine above ``threshold`` with the region's own leaves both
+    denominators."""
+    unit = {t: np.asarray(v) / np.linalg.norm(v) for t, v in phrases.items()}
+    texts = list(phrases)
+
+    def cos(a, b):
+        return float(np.dot(unit[a], unit[b]))
+
+    def logit(k, text):
+        return scale * float(np.dot(regions[k], unit[text]))
+
+    n = len(regions)
+    r2t = 0.0
+    for k in range(n):
+        own = region_texts[k]
+        allowed = [t for t in texts if t == own or cos(own, t) <= threshold]
+        r2t -= logit(k, own) - math.log(sum(math.exp(logit(k, t)) for t in allowed))
+    t2r, num_cols = 0.0, 0
+    for text in texts:
+        positives = [k for k in range(n) if region_texts[k] == text]
+        if not positives:
+            continue
+        allowed = [k for k in range(n)
+                   if region_texts[k] == text or cos(text, region_texts[k]) <= threshold]
+        log_norm = math.log(sum(math.exp(logit(k, text)) for k in allowed))
+        t2r -= sum(logit(k, text) - log_norm for k in positives) / len(positives)
+        num_cols += 1
+    return 0.5 * (r2t / n + t2r / num_cols)
+
+
+@pytest.mark.parametrize('local_loss', [True, False])
+def test_text_filtering_against_loops(local_loss):
+    # Unit phrases: cos(cat, tree) = 0.918 > 0.9 -> cat / tree leave each other's
+    # denominators, in both directions; no other pair is above 0.9.
+    loss_fn = RegionTextContrastiveLoss(init_logit_scale=math.log(5.0), local_loss=local_loss,
+                                        text_filter_threshold=0.9)
+    inputs = make_inputs()
+    inputs['phrase_embeds'] = torch.nn.functional.normalize(
+        inputs['phrase_embeds'].detach(), dim=-1).requires_grad_()
+    loss = loss_fn(**inputs)
+    expected = filtered_reference(REGIONS, REGION_TEXTS, PHRASES, 5.0, 0.9)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # the filter changes the loss here (the reference without it differs)
+    unfiltered = filtered_reference(REGIONS, REGION_TEXTS, PHRASES, 5.0, 1.0)
+    assert abs(expected - unfiltered) > 1e-3
+    assert loss.item() != pytest.approx(unfiltered, rel=1e-4)
+    loss.backward()
+    assert torch.isfinite(inputs['phrase_embeds'].grad).all()
+    # threshold 1.0 filters nothing: the plain loss
+    plain = RegionTextContrastiveLoss(init_logit_scale=math.log(5.0), text_filter_threshold=1.0)
+    assert plain(**inputs).item() == pytest.approx(unfiltered, rel=1e-5)
+
+
+def test_text_filtering_with_image_scope_keeps_the_own_text():
+    # Threshold -1: every other text is filtered, so each region's only column is its own
+    # text and each text's only regions are its positives: both directions give 0.
+    loss_fn = RegionTextContrastiveLoss(negatives='image', text_filter_threshold=-1.0)
+    loss = loss_fn(**make_inputs())
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match='text_filter_threshold'):
+        RegionTextContrastiveLoss(text_filter_threshold=1.5)

@@ -1,0 +1,160 @@
+# Copyright (c) cllip_mm contributors. All rights reserved.
+"""The paper's Prompter against a plain-PyTorch reference built from
+``nn.TransformerEncoderLayer``, its shared computation against the naive one, and the
+independence of a prompt's embedding from the other prompts."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cllip_mm.models.prompters import ClocPrompter, ClocRoIPrompter
+from cllip_mm.registry import MODELS
+
+C, D, N, GRID = 32, 16, 10, (3, 3)  # 1 class token + a 3 x 3 patch grid
+
+
+def make_prompter(**kwargs):
+    torch.manual_seed(0)
+    prompter = MODELS.build(dict(type='ClocPrompter', width=C, embed_dim=D, **kwargs))
+    # non-trivial norms and biases, so that a missing term shows
+    with torch.no_grad():
+        for param in prompter.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return prompter
+
+
+def sine(value, num_feats):
+    """DINO's sine encoding of one coordinate, written out."""
+    out = []
+    for i in range(num_feats):
+        angle = value * 2 * math.pi / 10000**(2 * (i // 2) / num_feats)
+        out.append(math.sin(angle) if i % 2 == 0 else math.cos(angle))
+    return out
+
+
+def reference(prompter, tokens, prompts, image_index, pool):
+    """Each prompt's own sequence [prompt; image tokens] through an independent
+    ``nn.TransformerEncoderLayer`` with the prompter's weights, mean-pooled, LayerNorm,
+    projection."""
+    layer = nn.TransformerEncoderLayer(C, prompter.heads, dim_feedforward=4 * C, dropout=0.0,
+                                       activation='gelu', batch_first=True, norm_first=True)
+    layer.load_state_dict(prompter.layer.state_dict())
+    out = []
+    for p in range(prompts.shape[0]):
+        seq = torch.cat([prompts[p], tokens[image_index[p]]])[None]
+        hidden = layer(seq)[0]
+        t = prompts.shape[1]
+        pooled = hidden.mean(0) if pool == 'all' else hidden[t:].mean(0)
+        out.append(prompter.proj(prompter.ln_out(pooled)))
+    return torch.stack(out)
+
+
+def test_box_tokens_are_the_corner_sine_encodings():
+    prompter = make_prompter()
+    box = torch.tensor([[[0.25, 0.5, 0.75, 1.0]]])
+    tokens = prompter.box_tokens(box)
+    assert tokens.shape == (1, 1, 2, C)
+    # mmdet's order: the y features, then the x features, of each corner
+    top_left = sine(0.5, C // 2) + sine(0.25, C // 2)
+    bottom_right = sine(1.0, C // 2) + sine(0.75, C // 2)
+    torch.testing.assert_close(tokens[0, 0], torch.tensor([top_left, bottom_right]))
+    one = make_prompter(corner_tokens=1).box_tokens(box)
+    assert one.shape == (1, 1, 1, C)
+    expected = sine(0.5, C // 4) + sine(0.25, C // 4) + sine(0.75, C // 4) + sine(1.0, C // 4)
+    # one token: (y1, x1, x2, y2) features; coordinate_to_encoding reads (x, y, w, h) slots
+    torch.testing.assert_close(one[0, 0, 0], torch.tensor(expected))
+
+
+@pytest.mark.parametrize('pool', ['all', 'image'])
+@pytest.mark.parametrize('heads,corner_tokens', [(1, 2), (1, 1), (4, 2)])
+@pytest.mark.parametrize('impl', ['shared', 'naive'])
+def test_equals_transformer_encoder_layer_reference(pool, heads, corner_tokens, impl):
+    prompter = make_prompter(heads=heads, corner_tokens=corner_tokens, pool=pool, impl=impl)
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randn(2, N, C, generator=gen)
+    boxes = torch.rand(5, 4, generator=gen).sort(-1).values[:, [0, 1, 2, 3]]
+    image_index = torch.tensor([0, 1, 1, 0, 1])
+    prompts = prompter.box_tokens(boxes)
+    expected = reference(prompter, tokens, prompts, image_index, pool)
+    out = prompter(prompter.image_context(tokens, GRID), prompts, image_index)
+    torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-4)
+    # text prompts: one token each
+    texts = torch.randn(3, D, generator=gen)
+    text_index = torch.tensor([1, 0, 1])
+    out = prompter(prompter.image_context(tokens, GRID), prompter.text_tokens(texts), text_index)
+    expected = reference(prompter, tokens, prompter.text_tokens(texts), text_index, pool)
+    torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-4)
+
+
+def test_shared_and_naive_give_the_same_gradients():
+    outs = {}
+    for impl in ('shared', 'naive'):
+        prompter = make_prompter(impl=impl)
+        tokens = torch.randn(2, N, C, generator=torch.Generator().manual_seed(2),
+                             requires_grad=True)
+        boxes = torch.tensor([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.7, 0.6]])
+        out = prompter(prompter.image_context(tokens, GRID), prompter.box_tokens(boxes),
+                       torch.tensor([0, 1, 1]))
+        (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
+        outs[impl] = (tokens.grad, {n: p.grad for n, p in prompter.named_parameters()})
+    torch.testing.assert_close(outs['shared'][0], outs['naive'][0], atol=1e-5, rtol=1e-4)
+    for name, grad in outs['naive'][1].items():
+        if grad is None:  # text_proj has no part in box prompts
+            assert outs['shared'][1][name] is None, name
+            continue
+        torch.testing.assert_close(outs['shared'][1][name], grad, atol=1e-5, rtol=1e-4,
+                                   msg=lambda m, n=name: f'{n}: {m}')
+
+
+def test_a_prompt_does_not_depend_on_the_other_prompts():
+    prompter = make_prompter()
+    tokens = torch.randn(2, N, C, generator=torch.Generator().manual_seed(3))
+    boxes = torch.tensor([[[0.1, 0.1, 0.5, 0.5], [0.2, 0.3, 0.9, 0.8], [0, 0, 1, 1.]],
+                          [[0.4, 0.4, 0.6, 0.9], [0.0, 0.5, 0.5, 1.0], [0, 0, 0.2, 0.2]]])
+    context = prompter.image_context(tokens, GRID)
+    all_boxes = prompter.embed_boxes(context, boxes)
+    alone = prompter.embed_boxes(context, boxes[:, :1])
+    torch.testing.assert_close(all_boxes[:, :1], alone, atol=1e-6, rtol=1e-5)
+    # other boxes replaced, and padding: the kept box is unchanged, padding is zero
+    valid = torch.tensor([[True, False, False], [True, True, False]])
+    other = prompter.embed_boxes(context, torch.rand(2, 3, 4).sort(-1).values, valid)
+    masked = prompter.embed_boxes(context, boxes, valid)
+    torch.testing.assert_close(masked[valid], all_boxes[valid], atol=1e-6, rtol=1e-5)
+    assert (masked[~valid] == 0).all() and not torch.allclose(other[0, 0], masked[0, 0])
+    # the other image in the batch does not matter either
+    single = prompter.embed_boxes(prompter.image_context(tokens[1:], GRID), boxes[1:])
+    torch.testing.assert_close(single, all_boxes[1:], atol=1e-6, rtol=1e-5)
+
+
+def test_roi_prompter_pools_the_box():
+    torch.manual_seed(0)
+    prompter = ClocRoIPrompter(width=C, embed_dim=D, roi_output_size=2)
+    # a 6 x 6 patch grid: the vector a in the left half, b in the right half, the class
+    # token c (never pooled)
+    a, b, c = torch.randn(3, C, generator=torch.Generator().manual_seed(4))
+    grid = b[None, :, None, None].repeat(1, 1, 6, 6)
+    grid[..., :3] = a[None, :, None, None]
+    tokens = torch.cat([c[None, None], grid.flatten(2).transpose(1, 2)], 1)
+    context = prompter.image_context(tokens, (6, 6))
+    boxes = torch.tensor([[[0.0, 0.0, 1 / 3, 1.0], [2 / 3, 0.2, 1.0, 0.9]]])
+    out = prompter.embed_boxes(context, boxes)
+    for i, value in enumerate((a, b)):
+        expected = prompter.proj(prompter.ln_out(value))
+        torch.testing.assert_close(out[0, i], expected, atol=1e-5, rtol=1e-5)
+    # changing the layer's weights changes nothing for boxes
+    with torch.no_grad():
+        prompter.layer.linear1.weight.add_(1.0)
+    torch.testing.assert_close(prompter.embed_boxes(context, boxes), out)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='corner_tokens'):
+        ClocPrompter(C, D, corner_tokens=3)
+    with pytest.raises(ValueError, match='pool'):
+        ClocPrompter(C, D, pool='cls')
+    prompter = ClocPrompter(C, D)
+    context = prompter.image_context(torch.randn(1, N, C), GRID)
+    with pytest.raises(ValueError, match=r'prompts must be \[P, T, 32\]'):
+        prompter(context, torch.randn(2, 16), torch.tensor([0, 0]))
+    assert prompter(context, torch.randn(0, 2, C), torch.zeros(0, dtype=torch.long)).shape == (0, D)
