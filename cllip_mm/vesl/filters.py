@@ -17,7 +17,9 @@ from cllip_mm.registry import VESL_STAGES
 
 @VESL_STAGES.register_module()
 class ScoreThreshold:
-    """Keep regions with ``score >= score_thr`` (the paper keeps boxes above 0.1)."""
+    """Keep regions with ``score >= score_thr``. The paper keeps boxes whose
+    confidence is *above* 0.1 (App. C.1); its preset does that in the detector
+    (``OWLv2Detector(score_thr=0.1)``, :func:`~cllip_mm.vesl.detectors.label_boxes`)."""
 
     def __init__(self, score_thr: float = 0.1, name: str = 'score') -> None:
         self.score_thr, self.name = score_thr, name
