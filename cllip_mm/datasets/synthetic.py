@@ -14,6 +14,8 @@ striped background". The output follows the JSON Lines format of
     <out>/images/{train,val}/000000.jpg ...
     <out>/classes.txt                 all 32 phrases, sorted (a region vocabulary)
     <out>/tokenizer/tokenizer.json    word-level tokenizer of the corpus
+    <out>/tokenizer_t5/               T5-style SentencePiece tokenizer of the corpus (the
+                                      paper's kind; ``SentencePieceTokenizer`` loads it)
 
 Everything is a function of the arguments: image ``i`` of a split draws from
 ``numpy.random.default_rng([seed, split_id, i])``.
@@ -43,6 +45,9 @@ BACKGROUNDS = ('striped', 'checkered', 'noisy')
 PROMPT_TEXTS = ('a photo of a {}.', 'a picture of the {}.', 'an image of a {}.',
                 'there is a {} in the scene.', 'a {} on a background.')
 SPLITS = ('train', 'val')
+#: Largest vocabulary of the T5-style demo tokenizer: the corpus has about 30 distinct
+#: words, which (with their pieces and characters) fill about 110 pieces.
+T5_TOKENIZER_VOCAB_SIZE = 128
 #: How objects are drawn: filled with the colour, filled with a texture of the colour,
 #: or as an outline of the colour (the inside shows the background).
 STYLES = ('solid', 'textured', 'outline')
@@ -246,7 +251,9 @@ def generate_synthetic_regions(out_dir: str,
 
     Returns:
         dict: ``ann_files`` (split -> path), ``num_images`` and ``num_regions`` (split ->
-        count), ``classes`` (the 32 phrases) and ``tokenizer`` (path or None).
+        count), ``classes`` (the 32 phrases), ``tokenizer`` (path of the word-level
+        ``tokenizer.json`` or None) and ``tokenizer_t5`` (directory of the T5-style
+        tokenizer or None; both are built from the same corpus with ``build_tokenizer``).
     """
     if not 1 <= min_objects <= max_objects:
         raise ValueError(f'need 1 <= min_objects <= max_objects, got '
@@ -259,7 +266,7 @@ def generate_synthetic_regions(out_dir: str,
 
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     summary: dict = dict(ann_files={}, num_images={}, num_regions={},
-                         classes=all_phrases(), tokenizer=None)
+                         classes=all_phrases(), tokenizer=None, tokenizer_t5=None)
     corpus: List[str] = []
     for split_id, (split, num) in enumerate(zip(SPLITS, (num_train, num_val))):
         img_dir = osp.join('images', split)
@@ -283,11 +290,17 @@ def generate_synthetic_regions(out_dir: str,
     with open(osp.join(out_dir, 'classes.txt'), 'w', encoding='utf-8') as f:
         f.write('\n'.join(summary['classes']) + '\n')
     if build_tokenizer:
-        from cllip_mm.models.tokenizers.build_demo_tokenizer import build_word_level_tokenizer
+        from cllip_mm.models.tokenizers.build_demo_tokenizer import (
+            build_sentencepiece_tokenizer,
+            build_word_level_tokenizer,
+        )
         corpus += summary['classes']
         corpus += [t.format(p) for t in PROMPT_TEXTS for p in summary['classes']]
         corpus += [f'{_article(b)} {b} background' for b in BACKGROUNDS]
         tokenizer_dir = osp.join(out_dir, 'tokenizer')
         build_word_level_tokenizer(corpus, tokenizer_dir)
         summary['tokenizer'] = osp.join(tokenizer_dir, 'tokenizer.json')
+        t5_tokenizer_dir = osp.join(out_dir, 'tokenizer_t5')
+        build_sentencepiece_tokenizer(corpus, t5_tokenizer_dir, vocab_size=T5_TOKENIZER_VOCAB_SIZE)
+        summary['tokenizer_t5'] = t5_tokenizer_dir
     return summary

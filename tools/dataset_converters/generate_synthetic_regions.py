@@ -1,5 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-"""Generate the synthetic region-text demo dataset and its tokenizer.
+"""Generate the synthetic region-text demo dataset and its tokenizers.
 
 Example::
 
@@ -22,7 +22,7 @@ from cllip_mm.datasets.synthetic import generate_synthetic_regions  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Generate a synthetic region-text dataset (JSON Lines + images) '
-        'and a word-level tokenizer for it')
+        'with a word-level and a T5-style (SentencePiece) tokenizer for it')
     parser.add_argument('--out', default='data/cloc_demo', help='output directory')
     parser.add_argument('--num-train', type=int, default=4000)
     parser.add_argument('--num-val', type=int, default=500)
@@ -33,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-size', type=int, default=160, help='max image side (px)')
     parser.add_argument('--img-format', choices=('jpg', 'png'), default='jpg')
     parser.add_argument('--no-tokenizer', action='store_true',
-                        help='do not build <out>/tokenizer/tokenizer.json')
+                        help='do not build <out>/tokenizer/tokenizer.json and '
+                        '<out>/tokenizer_t5/')
     return parser.parse_args(argv)
 
 
@@ -48,7 +49,7 @@ def main(argv=None) -> dict:
     print(f'Wrote {summary["num_images"]} images with {summary["num_regions"]} regions '
           f'to {args.out} in {time.perf_counter() - start:.1f} s '
           f'(annotations: {list(summary["ann_files"].values())}, '
-          f'tokenizer: {summary["tokenizer"]})')
+          f'tokenizers: {summary["tokenizer"]}, {summary["tokenizer_t5"]})')
     return summary
 
 

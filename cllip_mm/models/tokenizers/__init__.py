@@ -1,4 +1,8 @@
-from .build_demo_tokenizer import build_word_level_tokenizer
-from .hf_tokenizer import EOT_TOKEN, SOT_TOKEN, HFTokenizer
+from .build_demo_tokenizer import build_sentencepiece_tokenizer, build_word_level_tokenizer
+from .hf_tokenizer import EOT_TOKEN, SOT_TOKEN, BaseHFTokenizer, HFTokenizer
+from .sentencepiece_tokenizer import SentencePieceTokenizer
 
-__all__ = ['HFTokenizer', 'build_word_level_tokenizer', 'SOT_TOKEN', 'EOT_TOKEN']
+__all__ = [
+    'BaseHFTokenizer', 'HFTokenizer', 'SentencePieceTokenizer', 'build_word_level_tokenizer',
+    'build_sentencepiece_tokenizer', 'SOT_TOKEN', 'EOT_TOKEN'
+]
