@@ -35,7 +35,8 @@ def test_parse_training():
 @pytest.mark.parametrize('path', PRETRAIN_CONFIGS, ids=[osp.basename(p) for p in PRETRAIN_CONFIGS])
 def test_pretraining_config_name_matches_its_content(path):
     name = osp.basename(path)
-    assert name.split('_')[0] in ('cloc', 'clip')
+    # cloc / clip, or a named recipe of either (cloc-paper, cloc-paper-roi, ...)
+    assert name.split('_')[0].split('-')[0] in ('cloc', 'clip')
     gpus, batch, iters = parse_training(name)
     cfg = Config.fromfile(path)
     assert cfg.train_dataloader.batch_size == batch

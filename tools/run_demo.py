@@ -18,9 +18,13 @@ count), each on its share of the cores (``OMP_NUM_THREADS``) with its output in
 ``WORK_DIR/<model>.log``: the small demo models use two threads poorly, so this is
 faster than one after the other on two threads each.
 
-Recipes: ``scratch`` (both models from random init, 1200 iterations) and ``from-clip``
+Recipes: ``scratch`` (both models from random init, 1200 iterations), ``from-clip``
 (the ``scratch`` CLIP checkpoint continued for 600 iterations with CLOC's losses, or
-with the CLIP loss alone; ``--config`` picks the 200- or 400-iteration pairs).
+with the CLIP loss alone; ``--config`` picks the 200- or 400-iteration pairs), ``paper``
+(the paper's CLOC, ``PAPER``, beside ours, ``CLOC``, and the CLIP baseline; ``--models
+PAPER`` trains it alone) and ``paper-ablations`` (the paper's Table 2 ablations of its
+recipe: RoI alignment instead of the Prompter, no text filtering, no grounding loss,
+M = 2).
 """
 import argparse
 import json
@@ -35,6 +39,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from mmengine.config import Config  # noqa: E402
+
 from cllip_mm.datasets.synthetic_shift import SHIFTS, generate_shifted_regions  # noqa: E402
 from cllip_mm.utils.logs import last_metrics, test_metrics  # noqa: E402
 from cllip_mm.utils.plot import plot_curves  # noqa: E402
@@ -47,6 +53,19 @@ RECIPES = {
     'from-clip': {
         'CLOC': 'configs/cloc/cloc_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py',
         'CLIP': 'configs/clip/clip_vit-tiny-p8_clip-pre_1xb64-600it_synthetic.py',
+    },
+    # The paper's CLOC beside ours and the CLIP baseline (same data, schedule, budget).
+    'paper': {
+        'PAPER': 'configs/cloc/cloc-paper_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        'CLOC': 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        'CLIP': 'configs/clip/clip_vit-tiny-p8_1xb64-1200it_synthetic.py',
+    },
+    # The paper's Table 2 ablations of its recipe, on the demo.
+    'paper-ablations': {
+        'ROI': 'configs/cloc/cloc-paper-roi_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        'NO_FILTER': 'configs/cloc/cloc-paper-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        'NO_GROUND': 'configs/cloc/cloc-paper-noground_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        'M2': 'configs/cloc/cloc-paper-m2_vit-tiny-p8_1xb64-1200it_synthetic.py',
     },
 }
 SHIFT_ROWS = [
@@ -82,7 +101,8 @@ def parse_args():
     parser.add_argument('--shifts', nargs='*', default=sorted(SHIFTS), choices=sorted(SHIFTS),
                         help='shifted evaluation sets (written under DATA_ROOT/shifts/)')
     parser.add_argument('--num-shift', type=int, default=500, help='images per shifted set')
-    parser.add_argument('--models', nargs='+', default=['CLOC', 'CLIP'], choices=['CLOC', 'CLIP'])
+    parser.add_argument('--models', nargs='+', default=None,
+                        help="the recipe's models to run (default: all of them)")
     parser.add_argument('--reuse', action='store_true',
                         help='reuse a model whose work dir already holds final val metrics')
     parser.add_argument('--config', nargs='+', default=[], metavar='MODEL=CONFIG',
@@ -96,6 +116,11 @@ def parse_args():
     args = parser.parse_args()
     if args.jobs is not None and args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    unknown = set(args.models or ()) - set(RECIPES[args.recipe])
+    if unknown:
+        parser.error(f'--models: {sorted(unknown)} not in recipe {args.recipe!r} '
+                     f'({sorted(RECIPES[args.recipe])})')
+    args.models = args.models or list(RECIPES[args.recipe])
     cpus = os.cpu_count() or 1
     args.jobs = args.jobs or max(1, min(len(args.models), cpus))
     args.threads = max(1, cpus // args.jobs)
@@ -135,12 +160,15 @@ def ensure_shift_data(args) -> None:
               f'{summary["num_regions"]} regions in {root}', flush=True)
 
 
-def data_options(data_root: str, tokenizer_root: str) -> list:
+def data_options(data_root: str, tokenizer_root: str, config: str) -> list:
+    """Overrides that point ``config`` at ``data_root`` and at the tokenizer of the same
+    name (``tokenizer``, ``tokenizer_t5``) under ``tokenizer_root``."""
     data_root = data_root.rstrip('/') + '/'
+    tokenizer = osp.basename(Config.fromfile(config).model.tokenizer.path.rstrip('/'))
     return [f'train_dataloader.dataset.data_root={data_root}',
             f'val_dataloader.dataset.data_root={data_root}',
             f'test_dataloader.dataset.data_root={data_root}',
-            f'model.tokenizer.path={osp.join(tokenizer_root, "tokenizer")}']
+            f'model.tokenizer.path={osp.join(tokenizer_root, tokenizer)}']
 
 
 _running = set()  # Popen of the subprocesses in flight (``--jobs`` > 1)
@@ -195,7 +223,7 @@ def train(name: str, args) -> dict:
         cmd = [
             sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', work_dir,
             '--cfg-options', f'randomness.seed={args.seed}',
-            *data_options(args.data_root, args.data_root), *extra, *args.cfg_options
+            *data_options(args.data_root, args.data_root, config), *extra, *args.cfg_options
         ]
         print(f'[demo] training {name}: {" ".join(cmd)}', flush=True)
         start = time.time()
@@ -218,7 +246,7 @@ def evaluate(name: str, config: str, checkpoint: str, shift: str, args) -> dict:
             pass
     cmd = [
         sys.executable, osp.join(ROOT, 'tools/test.py'), config, checkpoint, '--work-dir', work_dir,
-        '--cfg-options', *data_options(shift_root(args, shift), args.data_root), *args.cfg_options
+        '--cfg-options', *data_options(shift_root(args, shift), args.data_root, config), *args.cfg_options
     ]
     print(f'[demo] evaluating {name} on {shift!r}: {" ".join(cmd)}', flush=True)
     run(cmd, name, args)
@@ -264,6 +292,9 @@ def main():
         for shift in args.shifts:
             key = f'shift/{shift}/region_cls/top1'
             summary[f'{shift}_region_top1_margin'] = results['CLOC'][key] - results['CLIP'][key]
+    if 'PAPER' in results and 'CLIP' in results:
+        summary['paper_region_top1_margin'] = (results['PAPER']['region_cls/top1']
+                                               - results['CLIP']['region_cls/top1'])
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(json.dumps(summary))
