@@ -359,7 +359,7 @@ class RegionInferencer(BaseInferencer):
         boxes, valid, phrase_embeds = self.model.ground_padded(vit, texts)
         scores = inputs.new_zeros(valid.shape)
         if valid.any():
-            regions = F.normalize(self.model.prompter(vit.patch_tokens, boxes, vit.patch_embeds), dim=-1)
+            regions = self.model.embed_boxes_of(vit, boxes, valid)
             scores[valid] = (regions[valid] * phrase_embeds).sum(-1)
         pixels = denormalize_boxes(boxes, inputs.shape[-2:])
         for i, sample in enumerate(samples):

@@ -209,9 +209,17 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             return self._embed_crops(images, boxes)
         if self.prompter is None:
             raise ValueError("mode='prompter' needs a prompter")
-        vit = self.image_encoder(images)
-        return F.normalize(self.prompter.embed_boxes(self.prompter.context_from_vit(vit), boxes),
-                           dim=-1)
+        return self.embed_boxes_of(self.image_encoder(images), boxes)
+
+    def embed_boxes_of(self, vit, boxes: torch.Tensor,
+                       valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The Prompter's L2-normalised region embeddings [B, R, D] of boxes [B, R, 4]
+        (normalised xyxy) on an encoder output (``ViTOutput``), for either Prompter design;
+        ``valid`` [B, R] marks padding (zeros out, and skipped where the Prompter can)."""
+        if self.prompter is None:
+            raise ValueError('this model has no prompter')
+        context = self.prompter.context_from_vit(vit)
+        return F.normalize(self.prompter.embed_boxes(context, boxes, valid), dim=-1)
 
     def ground(self, images: torch.Tensor, texts: Sequence[Sequence[str]]) -> List[torch.Tensor]:
         """Boxes of text prompts.
@@ -433,8 +441,7 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         region_embeds = phrase_embeds = ground_boxes = vocab_embeds = None
         if want_regions:
             if self.region_embed_mode == 'prompter':
-                region_embeds = F.normalize(self.prompter.embed_boxes(
-                    self.prompter.context_from_vit(vit), regions.boxes, regions.valid), dim=-1)
+                region_embeds = self.embed_boxes_of(vit, regions.boxes, regions.valid)
             else:
                 region_embeds = self._embed_crops(inputs, regions.boxes)
             if vocabulary:
