@@ -40,6 +40,9 @@ class RegionClassificationMetric(BaseMetric):
         topk (int | Sequence[int]): The k of the top-k accuracies. Defaults to (1, 5).
         collect_device (str): 'cpu' or 'gpu', used to collect results across ranks.
         prefix (str, optional): Prefix of the metric names. Defaults to 'region_cls'.
+        headline (str, optional): A metric to report first (``'mean_class_acc'`` or
+            ``'top{k}'``): what tables list first and ``save_best='auto'`` picks. None
+            keeps the order above.
     """
     default_prefix: Optional[str] = 'region_cls'
     #: The data sample fields of the scores [R, V] and labels [R].
@@ -49,12 +52,17 @@ class RegionClassificationMetric(BaseMetric):
     def __init__(self,
                  topk: Union[int, Sequence[int]] = (1, 5),
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+                 prefix: Optional[str] = None,
+                 headline: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         topk = (topk, ) if isinstance(topk, int) else tuple(topk)
         if not topk or any(not isinstance(k, int) or k < 1 for k in topk):
             raise ValueError(f'topk must be positive ints, got {topk}.')
         self.topk = tuple(sorted(set(topk)))
+        choices = ['mean_class_acc'] + [f'top{k}' for k in self.topk]
+        if headline is not None and headline not in choices:
+            raise ValueError(f'headline must be one of {choices}, got {headline!r}.')
+        self.headline = headline
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep, per sample, the rank of each labelled region's GT class."""
@@ -123,7 +131,7 @@ class RegionClassificationMetric(BaseMetric):
             metrics.update({f'top{k}': 0.0 for k in self.topk})
             metrics.update(mean_class_acc=0.0, num_regions=0, num_ignored=num_ignored,
                            num_images_left_out=num_left_out)
-            return metrics
+            return self._headline_first(metrics)
 
         vocab_size = num_classes.pop()
         for k in self.topk:
@@ -138,7 +146,15 @@ class RegionClassificationMetric(BaseMetric):
         metrics['num_regions'] = num_regions
         metrics['num_ignored'] = num_ignored
         metrics['num_images_left_out'] = num_left_out
-        return metrics
+        return self._headline_first(metrics)
+
+    def _headline_first(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """``metrics`` with ``self.headline`` moved to the front (when computed: a
+        ``top{k}`` with k above the vocabulary size is not)."""
+        if self.headline is None or self.headline not in metrics:
+            return metrics
+        return {self.headline: metrics[self.headline],
+                **{k: v for k, v in metrics.items() if k != self.headline}}
 
 
 @METRICS.register_module()

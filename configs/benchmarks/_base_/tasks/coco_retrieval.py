@@ -1,6 +1,8 @@
 # Task 4: image-text retrieval on the COCO 5k test split of Karpathy's dataset_coco.json
 # (images under data_root/val2014/): each image embedded once, each of its captions
 # (25,010 in all) as a text; R@1/5/10 image->text and text->image. CLIP's preprocessing.
+# [paper] The paper reports COCO image-text retrieval R@1 both ways (`retrieval/i2t_R@1`,
+# `t2i_R@1`, listed first); [ours] R@5/10, the split and the preprocessing.
 data_root = 'data/coco/'
 test_pipeline = [
     dict(type='LoadImageFromFileChecked'),

@@ -1,5 +1,6 @@
 # Task 4 on the Flickr30k 1k test split of Karpathy's dataset_flickr30k.json (images under
-# data_root/flickr30k-images/, 5 captions each).
+# data_root/flickr30k-images/, 5 captions each). [ours] Not a benchmark of the paper (it
+# uses Flickr30k Entities only for phrase grounding inside its MLLM evaluation).
 _base_ = ['./coco_retrieval.py']
 data_root = 'data/flickr30k/'
 test_dataloader = dict(

@@ -1,6 +1,9 @@
-# Task 2: region retrieval (the paper's GRIT protocol): region embeddings of the GT boxes
-# against the embeddings of their region captions, R@1/5/10 both ways, over a random sample
-# of 2K images of a region-text set. GRIT as mmdet's ODVG grounding JSON Lines (`filename`,
+# Task 2: region retrieval (the paper's GRIT protocol, App. B.2): [paper] region embeddings
+# of the GT boxes against the embeddings of their region captions over a random 2K-image
+# sample of GRIT validation data, recall@10 both ways (`region_retrieval/r2t_R@10`,
+# `t2r_R@10`; duplicated objects make R@1 misleading). [ours] R@1/5 as well; the sample is
+# seeded (`sample_images=2000`, `sample_seed=0`): the paper's own sample is not published.
+# GRIT as mmdet's ODVG grounding JSON Lines (`filename`,
 # `grounding.regions[].bbox` xyxy / `phrase`); for our JSON Lines format set
 # test_dataloader.dataset.type='RegionTextDataset'. Unreadable records are skipped,
 # counted and logged (web-crawled sets lose images).

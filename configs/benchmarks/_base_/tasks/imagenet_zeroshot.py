@@ -3,6 +3,9 @@
 # top-5. The validation set as class folders (val/n01440764/*.JPEG, sorted WordNet ids = the
 # standard class order) or a list file (ann_file='meta/val.txt', "<path> <label>" lines).
 # CLIP's preprocessing: bicubic resize of the shorter side, centre crop.
+# [paper] The paper reports ImageNet (v1 and v2) zero-shot top-1 (`image_cls/top1`, listed
+# first). [paper?] It does not state the prompt templates for ImageNet (the spec is silent);
+# the 80 OpenAI templates are standard CLIP practice ('none' / 'photo' via --templates).
 data_root = 'data/imagenet/'
 test_pipeline = [
     dict(type='LoadImageFromFileChecked'),
