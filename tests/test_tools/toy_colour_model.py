@@ -49,6 +49,13 @@ class ToyColourEncoder(nn.Module):
 class ToyBoxPrompter(nn.Module):
     """Prompter: the mean feature of the pixels inside each box."""
 
+    @staticmethod
+    def context_from_vit(vit):  # the Prompter interface CLOC calls
+        return vit
+
+    def embed_boxes(self, vit, boxes, valid=None):
+        return self(vit.patch_tokens, boxes)
+
     def forward(self, patch_tokens, boxes, patch_embeds=None):
         b, c, h, w = patch_tokens.shape
         out = patch_tokens.new_zeros(b, boxes.shape[1], c)
