@@ -22,6 +22,6 @@ val_dataloader = dict(dataset=dict(pipeline=[
     dict(type='PackRegionTextInputs'),
 ]))
 test_dataloader = val_dataloader
-# open_clip trains ViT-L/14 with a lower peak LR than B/16 [paper?]
+# [ours] open_clip trains ViT-L/14 with a lower peak LR than B/16 (the paper: 5e-4, Table A)
 optim_wrapper = dict(optimizer=dict(lr=4e-4))
 default_hooks = dict(checkpoint=dict(interval=5_000, max_keep_ckpts=3))

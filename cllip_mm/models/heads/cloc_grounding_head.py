@@ -18,13 +18,15 @@ class ClocGroundingHead(BaseModule):
     The head meets the model at tensors: it receives ``z(y) = Prompter(f_T(y), f_I(x))``
     ([P, D], :meth:`ClocPrompter.embed_texts`), not the Prompter.
 
-    - [paper] Two layers with GELU (Table A); [paper?] hidden width ``hidden_dim``
+    - [paper] Two layers with GELU (Table A); [ours] hidden width ``hidden_dim``
       (default D).
     - [paper] The box is two corners (top-left, bottom-right), normalised xyxy.
-      [paper?] The output is linear (``sigmoid=False``, "regresses"); ``predict`` clips
-      it to [0, 1].
+      [ours] The output is linear (``sigmoid=False``, a plain regression); ``predict``
+      clips it to [0, 1].
     - [paper] ``loss_ground`` = the squared error of the 4 corner coordinates averaged
-      over the coordinates and the regions of the (global) batch (eq. 3, 1 / (4 M N)).
+      over the coordinates and the regions of the (global) batch (eq. 3, 1 / (4 M N));
+      [ours] the mean is over the valid regions, which equals 1 / (4 M N) when every image
+      has M regions.
       Predictions of all ranks are gathered with gradients, so N processes give the loss
       of one process on the whole batch.
 

@@ -68,20 +68,21 @@ class ClocPrompter(BaseModule):
     encoder layer, its own average pool and projection.
 
     Marks follow ``docs/method.md``: [paper] stated in the paper, [paper?] our reading
-    where it is not word for word, configurable.
+    where the paper is not word for word clear (configurable), [ours] where it is silent.
 
     - [paper] A box is its two corners (top-left, bottom-right), each a sinusoidal
       encoding (``corner_tokens=2``); [paper?] ``corner_tokens=1`` encodes the four
-      coordinates into one token. The encoding is mmdet's ``coordinate_to_encoding``
+      coordinates into one token. [ours] The encoding is mmdet's ``coordinate_to_encoding``
       (DINO's: ``num_feats`` sine / cosine pairs per coordinate, 2 pi scale), of width C.
     - [paper] A text prompt is the pooled + projected text embedding of the same text
-      encoder; [paper?] it enters the width-C sequence through a linear map
-      (``text_proj``; the paper does not say how a D-wide embedding becomes a C-wide token).
+      encoder; [ours] it enters the width-C sequence through a linear map (``text_proj``;
+      the paper does not say how a D-wide embedding becomes a C-wide token).
     - [paper] One layer, single head (``heads=1``), the ViT's width, full self-attention
-      over the prompt and image tokens; [paper?] pre-norm like the ViT
-      (``nn.TransformerEncoderLayer(norm_first=True)``, GELU, MLP ratio 4, no dropout).
+      over the prompt and image tokens (the ViT's output tokens, class token included);
+      [ours] pre-norm like the ViT (``nn.TransformerEncoderLayer(norm_first=True)``,
+      GELU, MLP ratio 4, no dropout).
     - [paper] Its own global average pool and projection to D; [paper?] the pool covers
-      all tokens (``pool='all'``) or the image tokens only (``pool='image'``), and a
+      all tokens (``pool='all'``) or the image tokens only (``pool='image'``); [ours] a
       LayerNorm (``ln_out``, like CLIP's ``ln_post``) precedes the projection.
 
     Args:

@@ -44,7 +44,8 @@ model = dict(
     clip_loss=dict(type='ClipContrastiveLoss'),  # [paper: eq. 1]
     # [paper: sec. 3.3, App. B.1, Table A] box corners as 2 sine encodings prepended to the ViT
     # tokens (before ln_post / proj), one single-head transformer encoder layer of the ViT's
-    # width, its own average pool and projection; [paper?] pool over all tokens
+    # width, its own average pool and projection; [paper?] pool over all tokens, 2 corner
+    # tokens; [ours] pre-norm, a LayerNorm before the projection (ClocPrompter's docstring)
     prompter=dict(type='ClocPrompter', width=vision_width, embed_dim=embed_dim, heads=1,
                   corner_tokens=2, pool='all'),
     # [paper: sec. 3.4, eq. 3, Table A] the text embedding as the prompt, a 2-layer GELU MLP on

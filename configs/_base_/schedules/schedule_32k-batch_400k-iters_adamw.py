@@ -1,7 +1,7 @@
-# Paper-scale schedule (docs/method.md, section 6): global batch 32,768, AdamW (0.9, 0.98).
-# [paper?] The paper's peak LR, warm-up, weight decay and samples seen (its appendix table A)
-# are not checked here; these are open_clip's published ViT-B/16 values at batch 32k
-# (lr 5e-4, wd 0.2, eps 1e-6, 2k warm-up), run for ~13B samples (400k iterations).
+# [ours] The schedule of our design's paper-scale configs (configs/cloc/cloc_vit-*-400k_*):
+# open_clip's ViT-B/16 values at batch 32k (lr 5e-4, wd 0.2, eps 1e-6, 2k warm-up), 400k
+# iterations. The paper's own schedule (its Table A: 439,087 steps, the same LR, betas,
+# warm-up and weight decay) is ./schedule_cloc-paper_32k-batch_439087-iters_adamw.py.
 max_iters = 400_000
 warmup_iters = 2_000
 

@@ -26,7 +26,7 @@ optim_wrapper = dict(
             'type_embed': dict(decay_mult=0.0),
         }))
 param_scheduler = [
-    # [paper: Table A] linear warm-up over 2k steps, then cosine decay to 0 [paper?]
+    # [paper: Table A] linear warm-up over 2k steps, then cosine decay ([ours]: from 1e-3 x and to 0)
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters, eta_min=0.0),
 ]
