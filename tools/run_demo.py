@@ -66,6 +66,8 @@ RECIPES = {
         'NO_FILTER': 'configs/cloc/cloc-paper-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
         'NO_GROUND': 'configs/cloc/cloc-paper-noground_vit-tiny-p8_1xb64-1200it_synthetic.py',
         'M2': 'configs/cloc/cloc-paper-m2_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        # [ours] not an ablation of the paper's: patch tokens encoded in the corners' basis
+        'PATCH_POS': 'configs/cloc/cloc-paper-patchpos_vit-tiny-p8_1xb64-1200it_synthetic.py',
     },
 }
 SHIFT_ROWS = [

@@ -66,6 +66,19 @@ def test_box_tokens_are_the_corner_sine_encodings():
     torch.testing.assert_close(one[0, 0, 0], torch.tensor(expected))
 
 
+def test_patch_pos_encoding_is_the_corner_basis():
+    prompter = make_prompter(patch_pos_encoding=True)
+    enc = prompter.patch_encoding((2, 3), 7, torch.zeros(1))
+    assert enc.shape == (7, C) and (enc[0] == 0).all()  # the class token gets none
+    # patch (row 1, col 2) of a 2 x 3 grid: centre (x, y) = (5/6, 3/4), the corner encoding
+    corner = prompter.box_tokens(torch.tensor([[5 / 6, 3 / 4, 1.0, 1.0]]))[0, 0]
+    torch.testing.assert_close(enc[1 + 1 * 3 + 2], corner)
+    # it enters the context (and so the embeddings); off, the plain tokens
+    tokens = torch.randn(1, 7, C)
+    on = prompter.image_context(tokens, (2, 3)).tokens
+    torch.testing.assert_close(on, tokens + enc)
+
+
 @pytest.mark.parametrize('pool', ['all', 'image'])
 @pytest.mark.parametrize('heads,corner_tokens', [(1, 2), (1, 1), (4, 2)])
 @pytest.mark.parametrize('impl', ['shared', 'naive'])

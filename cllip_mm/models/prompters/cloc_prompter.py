@@ -95,6 +95,10 @@ class ClocPrompter(BaseModule):
         impl (str): 'shared' (default; the computation shared by an image's prompts, see the
             module docstring) or 'naive' (``nn.TransformerEncoderLayer`` per prompt); equal
             within float tolerance.
+        patch_pos_encoding (bool): [ours, off in the paper's recipe] Add to each patch token
+            the sine encoding of its centre, in the corner tokens' basis
+            (``coordinate_to_encoding`` of (x, y)), so that a corner's key and a patch's query
+            meet in one coordinate system (``docs/region_effect.md`` measures it).
     """
 
     def __init__(self,
@@ -105,6 +109,7 @@ class ClocPrompter(BaseModule):
                  corner_tokens: int = 2,
                  pool: str = 'all',
                  impl: str = 'shared',
+                 patch_pos_encoding: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if corner_tokens not in (1, 2):
@@ -122,6 +127,7 @@ class ClocPrompter(BaseModule):
         self.corner_tokens = corner_tokens
         self.pool = pool
         self.impl = impl
+        self.patch_pos_encoding = patch_pos_encoding
         self.text_proj = nn.Linear(embed_dim, width)
         self.layer = nn.TransformerEncoderLayer(
             width, heads, dim_feedforward=int(width * mlp_ratio), dropout=0.0,
@@ -156,6 +162,8 @@ class ClocPrompter(BaseModule):
         """
         attn = self.layer.self_attn
         b, n, c = tokens.shape
+        if self.patch_pos_encoding:
+            tokens = tokens + self.patch_encoding(grid_hw, n, tokens)
         q, k, v = F.linear(self.layer.norm1(tokens), attn.in_proj_weight,
                            attn.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
@@ -165,6 +173,16 @@ class ClocPrompter(BaseModule):
         attn_out = torch.einsum('bhnd,chd->bhnc', mixed,
                                 attn.out_proj.weight.unflatten(1, (self.heads, -1)))
         return PrompterContext(tokens, tuple(grid_hw), q, k, v, attn_out, lse)
+
+    def patch_encoding(self, grid_hw: tuple, num_tokens: int, like: torch.Tensor) -> torch.Tensor:
+        """[N, C]: the sine encoding of each patch centre (normalised (x, y), the corner
+        tokens' basis) for the last h*w of ``num_tokens`` tokens, zeros for the others."""
+        h, w = grid_hw
+        ys, xs = torch.meshgrid((torch.arange(h, device=like.device) + 0.5) / h,
+                                (torch.arange(w, device=like.device) + 0.5) / w, indexing='ij')
+        centres = torch.stack([xs.flatten(), ys.flatten()], -1)[None]  # [1, h*w, 2]
+        enc = coordinate_to_encoding(centres, num_feats=self.width // 2)[0].to(like.dtype)
+        return torch.cat([enc.new_zeros(num_tokens - h * w, self.width), enc])
 
     def context_from_vit(self, vit) -> PrompterContext:
         """:meth:`image_context` of a ``ViTOutput``."""
