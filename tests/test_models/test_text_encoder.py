@@ -93,7 +93,11 @@ def test_trim_padding_gradients_match():
     for model in (padded, trimmed):
         (model(ids) * weights).sum().backward()
     for (name, p), q in zip(padded.named_parameters(), trimmed.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
+        # float32 sums in another order: tolerance relative to the parameter's largest
+        # gradient (differences of ~1e-6 of it were seen on some CPUs; a padding token that
+        # leaked into the pooled output would differ by the order of the gradient itself)
+        scale = float(p.grad.abs().max())
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5 * scale, rtol=1e-5, msg=name)
 
 
 def test_forward_features_with_positions_and_mask():
