@@ -166,7 +166,10 @@ def data_options(data_root: str, tokenizer_root: str, config: str) -> list:
     """Overrides that point ``config`` at ``data_root`` and at the tokenizer of the same
     name (``tokenizer``, ``tokenizer_t5``) under ``tokenizer_root``."""
     data_root = data_root.rstrip('/') + '/'
-    tokenizer = osp.basename(Config.fromfile(config).model.tokenizer.path.rstrip('/'))
+    try:
+        tokenizer = osp.basename(Config.fromfile(config).model.tokenizer.path.rstrip('/'))
+    except FileNotFoundError:  # tools/train.py reports the missing config in the model's log
+        tokenizer = 'tokenizer'
     return [f'train_dataloader.dataset.data_root={data_root}',
             f'val_dataloader.dataset.data_root={data_root}',
             f'test_dataloader.dataset.data_root={data_root}',
