@@ -237,3 +237,14 @@ def test_to_bgr_hwc_layouts():
     # a 3x3 image with 3 channels is ambiguous: 'auto' reads HWC, 'chw' is explicit
     cube = rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)
     np.testing.assert_array_equal(to_bgr_hwc(cube, layout='chw'), cube.transpose(1, 2, 0))
+
+
+def test_grounding_no_phrase_gives_empty_results(inferencer, predicted):
+    infos, _, _ = predicted
+    paths = [info['img_path'] for info in infos[:2]]
+    # no phrase for any image, and no phrase for one of two images
+    for texts in ([[], []], [[], list(infos[1]['gt_phrases'])]):
+        preds = inferencer.ground(paths, texts)
+        for pred, phrases in zip(preds, texts):
+            assert pred['bboxes'].shape == (len(phrases), 4)
+            assert pred['scores'].shape == (len(phrases), ) and pred['phrases'] == phrases

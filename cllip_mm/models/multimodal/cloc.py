@@ -248,6 +248,8 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         _, phrase_embeds, index = self._embed_distinct_phrases([p for t in texts for p in t],
                                                                vit.patch_tokens)
         region_phrase_embeds = phrase_embeds[index]
+        if not valid.any():  # no phrase at all: nothing to ground, empty results
+            return vit.patch_tokens.new_zeros(*valid.shape, 4), valid, region_phrase_embeds
         boxes = self._ground_xyxy(vit, region_phrase_embeds, valid)
         return boxes, valid, region_phrase_embeds
 
