@@ -20,6 +20,7 @@ from cllip_mm.utils import (
     setup_cpu_distributed,
     teardown_distributed,
 )
+from cllip_mm.utils.checkpoint_check import check_checkpoint_covers
 
 
 def parse_args():
@@ -50,6 +51,11 @@ def parse_args():
         default='none',
         help='job launcher')
     # `torch.distributed.launch` passes `--local-rank`; torchrun sets LOCAL_RANK.
+    parser.add_argument(
+        '--allow-uninitialised',
+        action='store_true',
+        help='evaluate even if the checkpoint has no weights for some of the model\'s '
+        'modules (they keep their random initialisation)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -97,6 +103,9 @@ def main():
             # build customized runner from the registry
             # if 'runner_type' is set in the cfg
             runner = RUNNERS.build(cfg)
+
+        if not args.allow_uninitialised:
+            check_checkpoint_covers(runner.model, args.checkpoint, args.config)
 
         # add `DumpResults` dummy metric
         if args.out is not None:
