@@ -1,6 +1,7 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Tokenizers from local Hugging Face files (nothing is downloaded)."""
 import os.path as osp
+from abc import ABCMeta, abstractmethod
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -12,7 +13,7 @@ SOT_TOKEN = '<|startoftext|>'
 EOT_TOKEN = '<|endoftext|>'
 
 
-class BaseHFTokenizer:
+class BaseHFTokenizer(metaclass=ABCMeta):
     """What the tokenizers on local Hugging Face files share: loading, the fixed-length
     ``LongTensor [N, L]`` output and the memoised encoding of each distinct string.
 
@@ -50,11 +51,13 @@ class BaseHFTokenizer:
             f'no tokenizer at {path!r}: expected a save_pretrained directory '
             '(tokenizer_config.json) or a tokenizer.json')
 
+    @abstractmethod
     def _find_special_ids(self, vocab: Dict[str, int]) -> None:
-        raise NotImplementedError
+        """Set ``eot_token_id``, ``pad_token_id`` (and the start id, if any) from ``vocab``."""
 
+    @abstractmethod
     def _layout(self, ids: Tuple[int, ...], length: int) -> List[int]:
-        raise NotImplementedError
+        """The ids of one text, special tokens added, at most ``length`` long."""
 
     def _encode_uncached(self, text: str) -> Tuple[int, ...]:
         return tuple(self.tokenizer.encode(text, add_special_tokens=False))
