@@ -68,6 +68,11 @@ RECIPES = {
         'M2': 'configs/cloc/cloc-paper-m2_vit-tiny-p8_1xb64-1200it_synthetic.py',
         # [ours] not an ablation of the paper's: patch tokens encoded in the corners' basis
         'PATCH_POS': 'configs/cloc/cloc-paper-patchpos_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        # a control: the RoI ablation without text filtering
+        'ROI_NO_FILTER':
+            'configs/cloc/cloc-paper-roi-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        # [ours] the paper's recipe with the Prompter's pool over the box, no text filtering
+        'BOX_POOL': 'configs/cloc/cloc-paper-boxpool-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
     },
 }
 SHIFT_ROWS = [

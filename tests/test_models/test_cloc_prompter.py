@@ -33,10 +33,11 @@ def sine(value, num_feats):
     return out
 
 
-def reference(prompter, tokens, prompts, image_index, pool):
+def reference(prompter, tokens, prompts, image_index, pool, keep=None):
     """Each prompt's own sequence [prompt; image tokens] through an independent
     ``nn.TransformerEncoderLayer`` with the prompter's weights, mean-pooled, LayerNorm,
-    projection."""
+    projection. ``keep``: per prompt, the indices of the image tokens averaged with the
+    prompt tokens (``pool='box'``)."""
     layer = nn.TransformerEncoderLayer(C, prompter.heads, dim_feedforward=4 * C, dropout=0.0,
                                        activation='gelu', batch_first=True, norm_first=True)
     layer.load_state_dict(prompter.layer.state_dict())
@@ -45,7 +46,10 @@ def reference(prompter, tokens, prompts, image_index, pool):
         seq = torch.cat([prompts[p], tokens[image_index[p]]])[None]
         hidden = layer(seq)[0]
         t = prompts.shape[1]
-        pooled = hidden.mean(0) if pool == 'all' else hidden[t:].mean(0)
+        if keep is not None:
+            pooled = torch.cat([hidden[:t], hidden[t:][keep[p]]]).mean(0)
+        else:
+            pooled = hidden.mean(0) if pool == 'all' else hidden[t:].mean(0)
         out.append(prompter.proj(prompter.ln_out(pooled)))
     return torch.stack(out)
 
@@ -100,15 +104,56 @@ def test_equals_transformer_encoder_layer_reference(pool, heads, corner_tokens, 
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-4)
 
 
-def test_shared_and_naive_give_the_same_gradients():
+def box_patches(box, grid_hw):
+    """Indices (among the N tokens: 1 class token, then the patches row-major) of the
+    patches whose centre is in the box, plus the patch holding the box centre: written out."""
+    h, w = grid_hw
+    x1, y1, x2, y2 = box.tolist()
+    keep = {1 + i * w + j for i in range(h) for j in range(w)
+            if x1 <= (j + 0.5) / w <= x2 and y1 <= (i + 0.5) / h <= y2}
+    keep.add(1 + min(int((y1 + y2) / 2 * h), h - 1) * w + min(int((x1 + x2) / 2 * w), w - 1))
+    return sorted(keep)
+
+
+@pytest.mark.parametrize('impl', ['shared', 'naive'])
+def test_box_pool_averages_the_tokens_in_the_box(impl):
+    """[ours] pool='box': a box averages its prompt tokens and the patches in it; a text
+    prompt still averages every token."""
+    prompter = make_prompter(pool='box', impl=impl)
+    gen = torch.Generator().manual_seed(5)
+    tokens = torch.randn(2, N, C, generator=gen)
+    # a box over two columns, a thin box between patch centres (only the centre patch), the
+    # whole image
+    boxes = torch.tensor([[[0.0, 0.0, 0.6, 1.0], [0.70, 0.1, 0.75, 0.2]],
+                          [[0.0, 0.0, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]]])
+    keep = [box_patches(b, GRID) for b in boxes.flatten(0, 1)]
+    assert keep[1] == [1 + 0 * 3 + 2] and keep[2] == list(range(1, 10)) and len(keep[0]) == 6
+    context = prompter.image_context(tokens, GRID)
+    out = prompter.embed_boxes(context, boxes)
+    expected = reference(prompter, tokens, prompter.box_tokens(boxes.flatten(0, 1)),
+                         torch.tensor([0, 0, 1, 1]), 'box', keep)
+    torch.testing.assert_close(out.flatten(0, 1), expected, atol=2e-5, rtol=1e-4)
+    # moving a box changes which tokens it reads: not the paper's all-token average
+    paper = make_prompter(pool='all', impl=impl)
+    assert not torch.allclose(out, paper.embed_boxes(paper.image_context(tokens, GRID), boxes),
+                              atol=1e-3)
+    texts = torch.randn(2, 3, D, generator=gen)
+    expected = reference(prompter, tokens, prompter.text_tokens(texts.flatten(0, 1)),
+                         torch.tensor([0, 0, 0, 1, 1, 1]), 'all')
+    torch.testing.assert_close(prompter.embed_texts(context, texts).flatten(0, 1), expected,
+                               atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('pool', ['all', 'box'])
+def test_shared_and_naive_give_the_same_gradients(pool):
     outs = {}
     for impl in ('shared', 'naive'):
-        prompter = make_prompter(impl=impl)
+        prompter = make_prompter(impl=impl, pool=pool)
         tokens = torch.randn(2, N, C, generator=torch.Generator().manual_seed(2),
                              requires_grad=True)
-        boxes = torch.tensor([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.7, 0.6]])
-        out = prompter(prompter.image_context(tokens, GRID), prompter.box_tokens(boxes),
-                       torch.tensor([0, 1, 1]))
+        boxes = torch.tensor([[[0.1, 0.2, 0.6, 0.9], [0.5, 0.5, 0.7, 0.6]],
+                              [[0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.7, 0.6]]])
+        out = prompter.embed_boxes(prompter.image_context(tokens, GRID), boxes)
         (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
         outs[impl] = (tokens.grad, {n: p.grad for n, p in prompter.named_parameters()})
     torch.testing.assert_close(outs['shared'][0], outs['naive'][0], atol=1e-5, rtol=1e-4)
@@ -170,4 +215,6 @@ def test_bad_arguments():
     context = prompter.image_context(torch.randn(1, N, C), GRID)
     with pytest.raises(ValueError, match=r'prompts must be \[P, T, 32\]'):
         prompter(context, torch.randn(2, 16), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match=r'pool_weights must be \[P, N\] = \[2, 10\]'):
+        prompter(context, torch.randn(2, 2, C), torch.tensor([0, 0]), torch.ones(2, 9))
     assert prompter(context, torch.randn(0, 2, C), torch.zeros(0, dtype=torch.long)).shape == (0, D)

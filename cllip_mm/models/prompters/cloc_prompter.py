@@ -84,6 +84,12 @@ class ClocPrompter(BaseModule):
     - [paper] Its own global average pool and projection to D; [paper?] the pool covers
       all tokens (``pool='all'``) or the image tokens only (``pool='image'``); [ours] a
       LayerNorm (``ln_out``, like CLIP's ``ln_post``) precedes the projection.
+    - [ours, not the paper's] ``pool='box'``: a box prompt's average covers its prompt
+      tokens and the patch tokens whose centre lies in the box (the patch holding the box
+      centre always counts), not every token; text prompts, which carry no box, still pool
+      over all tokens. The layer is unchanged (every token still attends to the whole
+      image and the corners), so only the read-out is local. ``docs/region_effect.md``
+      ("The paper's recipe on the demo") measures it against the paper's pool.
 
     Args:
         width (int): C, the ViT's token width.
@@ -91,7 +97,7 @@ class ClocPrompter(BaseModule):
         heads (int): Attention heads of the layer (the paper: 1).
         mlp_ratio (float): MLP hidden width / C.
         corner_tokens (int): 2 (a token per corner) or 1 (one token for the box).
-        pool (str): 'all' or 'image' (see above).
+        pool (str): 'all', 'image' or 'box' (see above).
         impl (str): 'shared' (default; the computation shared by an image's prompts, see the
             module docstring) or 'naive' (``nn.TransformerEncoderLayer`` per prompt); equal
             within float tolerance.
@@ -114,8 +120,8 @@ class ClocPrompter(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if corner_tokens not in (1, 2):
             raise ValueError(f'corner_tokens must be 1 or 2, got {corner_tokens!r}')
-        if pool not in ('all', 'image'):
-            raise ValueError(f"pool must be 'all' or 'image', got {pool!r}")
+        if pool not in ('all', 'image', 'box'):
+            raise ValueError(f"pool must be 'all', 'image' or 'box', got {pool!r}")
         if impl not in ('shared', 'naive'):
             raise ValueError(f"impl must be 'shared' or 'naive', got {impl!r}")
         if width % (4 if corner_tokens == 1 else 2) or width % heads:
@@ -193,7 +199,8 @@ class ClocPrompter(BaseModule):
 
     # ------------------------------------------------------------------ per prompt
     def forward(self, context: PrompterContext, prompts: torch.Tensor,
-                image_index: torch.Tensor) -> torch.Tensor:
+                image_index: torch.Tensor,
+                pool_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Embeddings of P prompts, *not* normalised.
 
         Args:
@@ -201,6 +208,9 @@ class ClocPrompter(BaseModule):
             prompts (Tensor): [P, T, C] prompt tokens (:meth:`box_tokens`,
                 :meth:`text_tokens`).
             image_index (Tensor): [P] long, the image of each prompt.
+            pool_weights (Tensor, optional): [P, N] weights of the image tokens in each
+                prompt's average (:meth:`box_pool_weights`); None: every image token
+                counts once. The prompt tokens count once each (none with ``pool='image'``).
 
         Returns:
             Tensor: [P, D].
@@ -212,27 +222,62 @@ class ClocPrompter(BaseModule):
                              f'{tuple(image_index.shape)}')
         if prompts.size(0) == 0:
             return prompts.new_zeros(0, self.embed_dim)
+        p, t = prompts.shape[:2]
+        n = context.tokens.size(1)
+        if pool_weights is None:
+            pool_weights = prompts.new_ones(p, n)
+        elif pool_weights.shape != (p, n):
+            raise ValueError(f'{type(self).__name__}: pool_weights must be [P, N] = [{p}, {n}], '
+                             f'got {tuple(pool_weights.shape)}')
+        prompt_weight = 0.0 if self.pool == 'image' else 1.0
+        norm = (pool_weights.sum(1) + prompt_weight * t)[:, None]  # [P, 1]
         if self.impl == 'naive':
-            pooled = self._pool_naive(context.tokens, prompts, image_index)
+            pooled = self._pool_naive(context.tokens, prompts, image_index, pool_weights,
+                                      prompt_weight)
         else:
-            pooled = self._pool_shared(context, prompts, image_index)
-        return self.proj(self.ln_out(pooled))
+            pooled = self._pool_shared(context, prompts, image_index, pool_weights,
+                                       prompt_weight)
+        return self.proj(self.ln_out(pooled / norm))
 
-    def _pooled_mean(self, prompt_part: torch.Tensor, image_part: torch.Tensor,
-                     t: int, n: int) -> torch.Tensor:
-        """Pool sums over the prompt tokens [P, ...] and image tokens [P, ...]."""
-        if self.pool == 'image':
-            return image_part / n
-        return (prompt_part + image_part) / (t + n)
+    def box_pool_weights(self, boxes: torch.Tensor, grid_hw: tuple,
+                         num_tokens: int) -> torch.Tensor:
+        """[ours] ``pool='box'``: which image tokens a box's average covers.
+
+        Args:
+            boxes (Tensor): [P, 4] normalised xyxy.
+            grid_hw (tuple): (h, w); the patches are the last h*w of ``num_tokens`` tokens.
+            num_tokens (int): N.
+
+        Returns:
+            Tensor: [P, N], 1 for the patches whose centre lies in the box and for the patch
+            that holds the box centre, 0 for the others and for the tokens before the patches.
+        """
+        h, w = grid_hw
+        cy = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) / h
+        cx = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) / w
+        x1, y1, x2, y2 = boxes.unbind(-1)
+        inside_y = (cy >= y1[:, None]) & (cy <= y2[:, None])  # [P, h]
+        inside_x = (cx >= x1[:, None]) & (cx <= x2[:, None])  # [P, w]
+        inside = (inside_y[:, :, None] & inside_x[:, None, :]).flatten(1)
+        row = (((y1 + y2) / 2 * h).long()).clamp(0, h - 1)
+        col = (((x1 + x2) / 2 * w).long()).clamp(0, w - 1)
+        inside[torch.arange(len(boxes), device=boxes.device), row * w + col] = True
+        return torch.cat([inside.new_zeros(len(boxes), num_tokens - h * w), inside],
+                         1).to(boxes.dtype)
 
     def _pool_naive(self, tokens: torch.Tensor, prompts: torch.Tensor,
-                    image_index: torch.Tensor) -> torch.Tensor:
-        t, n = prompts.size(1), tokens.size(1)
+                    image_index: torch.Tensor, pool_weights: torch.Tensor,
+                    prompt_weight: float) -> torch.Tensor:
+        """The weighted sum over the layer's outputs (``forward`` divides)."""
+        t = prompts.size(1)
         out = self.layer(torch.cat([prompts, tokens[image_index]], dim=1))  # [P, T + N, C]
-        return self._pooled_mean(out[:, :t].sum(1), out[:, t:].sum(1), t, n)
+        return (prompt_weight * out[:, :t].sum(1)
+                + torch.einsum('pn,pnc->pc', pool_weights, out[:, t:]))
 
     def _pool_shared(self, ctx: PrompterContext, prompts: torch.Tensor,
-                     image_index: torch.Tensor) -> torch.Tensor:
+                     image_index: torch.Tensor, pool_weights: torch.Tensor,
+                     prompt_weight: float) -> torch.Tensor:
+        """:meth:`_pool_naive`'s weighted sum, computed from what the prompts share."""
         layer, attn, heads = self.layer, self.layer.self_attn, self.heads
         p, t, c = prompts.shape
         n = ctx.tokens.size(1)
@@ -251,13 +296,18 @@ class ClocPrompter(BaseModule):
                       + torch.einsum('phnt,pthc->pnc', weights[..., 1:], prompt_out))
         hidden_img = ctx.tokens[image_index] + image_attn + attn.out_proj.bias  # [P, N, C]
 
-        # MLP: mean(h + W2 g(h) + b2) = mean(h) + W2 mean(g(h)) + b2 (the pool is linear).
-        def act_sum(h):
-            return layer.activation(layer.linear1(layer.norm2(h))).sum(1)
+        # MLP: sum w (h + W2 g(h) + b2) = sum w h + W2 sum w g(h) + b2 sum w (the pool is
+        # linear).
+        def act_sum(h, weights=None):
+            act = layer.activation(layer.linear1(layer.norm2(h)))
+            return act.sum(1) if weights is None else torch.einsum('pn,pnc->pc', weights, act)
 
         w2, b2 = layer.linear2.weight, layer.linear2.bias
-        if self.pool == 'image':  # the prompt tokens' outputs are not pooled: skip them
-            return (hidden_img.sum(1) + F.linear(act_sum(hidden_img), w2)) / n + b2
+        img_sum = torch.einsum('pn,pnc->pc', pool_weights, hidden_img)
+        img_act = act_sum(hidden_img, pool_weights)
+        img_count = pool_weights.sum(1, keepdim=True)
+        if not prompt_weight:  # the prompt tokens' outputs are not pooled: skip them
+            return img_sum + F.linear(img_act, w2) + img_count * b2
         # Prompt-token queries: over the image keys and their own prompt's T keys.
         logits = torch.cat([torch.einsum('pthd,phnd->phtn', qp, k_img),
                             torch.einsum('pthd,pshd->phts', qp, kp)], -1) * scale
@@ -265,8 +315,8 @@ class ClocPrompter(BaseModule):
         mixed = (torch.einsum('phtn,phnd->pthd', w[..., :n], v_img)
                  + torch.einsum('phts,pshd->pthd', w[..., n:], vp))
         hidden_p = prompts + attn.out_proj(mixed.flatten(2))  # [P, T, C]
-        hidden = hidden_p.sum(1) + hidden_img.sum(1)
-        return (hidden + F.linear(act_sum(hidden_p) + act_sum(hidden_img), w2)) / (t + n) + b2
+        return (hidden_p.sum(1) + img_sum + F.linear(act_sum(hidden_p) + img_act, w2)
+                + (img_count + t) * b2)
 
     # ------------------------------------------------------------------ conveniences
     def embed_boxes(self, context: PrompterContext, boxes: torch.Tensor,
@@ -281,7 +331,8 @@ class ClocPrompter(BaseModule):
         Returns:
             Tensor: [B, M, D].
         """
-        return self._embed_padded(context, self.box_tokens(boxes), valid)
+        return self._embed_padded(context, self.box_tokens(boxes), valid,
+                                  boxes if self.pool == 'box' else None)
 
     def embed_texts(self, context: PrompterContext, text_embeds: torch.Tensor,
                     valid: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -297,13 +348,16 @@ class ClocPrompter(BaseModule):
         return self._embed_padded(context, self.text_tokens(text_embeds), valid)
 
     def _embed_padded(self, context: PrompterContext, prompts: torch.Tensor,
-                      valid: Optional[torch.Tensor]) -> torch.Tensor:
+                      valid: Optional[torch.Tensor],
+                      boxes: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, m = prompts.shape[:2]
         if valid is None:
             valid = prompts.new_ones(b, m, dtype=torch.bool)
         images, slots = valid.nonzero(as_tuple=True)
+        weights = None if boxes is None else self.box_pool_weights(
+            boxes[images, slots], context.grid_hw, context.tokens.size(1))
         out = prompts.new_zeros(b, m, self.embed_dim)
-        out[images, slots] = self(context, prompts[images, slots], images)
+        out[images, slots] = self(context, prompts[images, slots], images, weights)
         return out
 
 
