@@ -11,6 +11,10 @@ configs/cloc/cloc_vit-b16_128xb256-400k_region-text.py); each task is
 configs/benchmarks/_base_/tasks/<task>.py (its dataset, pipeline, metric and what the
 model computes), run through MMEngine's test loop, so it is distributed like
 tools/test.py. Prints one table, writes <work-dir>/benchmark.json.
+
+A checkpoint without weights for some of the model's modules (e.g. a CLIP checkpoint under
+a CLOC config: the Prompter would be random) is refused, naming them, as by tools/test.py;
+``--allow-uninitialised`` evaluates anyway.
 """
 import argparse
 import itertools
@@ -28,6 +32,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed  # noqa: E402
+from cllip_mm.utils.checkpoint_check import check_checkpoint_covers  # noqa: E402
 
 TASK_DIR = osp.join(ROOT, 'configs', 'benchmarks', '_base_', 'tasks')
 _run_ids = itertools.count()  # distinct experiment names for runs in one process
@@ -64,6 +69,9 @@ def parse_args(argv=None):
                         help='overrides merged into every task config')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
+    parser.add_argument('--allow-uninitialised', action='store_true',
+                        help="evaluate even if the checkpoint has no weights for some of the "
+                        "model's modules (they keep their random initialisation)")
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if args.input_size and len(args.input_size) > 2:
@@ -158,6 +166,8 @@ def main(argv=None) -> dict:
         setup_cpu_distributed(cfg)  # the process group is made once, for every task
         start = time.time()
         runner = Runner.from_cfg(cfg)
+        if not args.allow_uninitialised:  # MMEngine's load_from only warns
+            check_checkpoint_covers(runner.model, args.checkpoint, args.config)
         results[task] = runner.test()
         timings[task] = round(time.time() - start, 2)
         del runner
