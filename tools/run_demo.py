@@ -73,6 +73,8 @@ RECIPES = {
             'configs/cloc/cloc-paper-roi-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
         # [ours] the paper's recipe with the Prompter's pool over the box, no text filtering
         'BOX_POOL': 'configs/cloc/cloc-paper-boxpool-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
+        # [ours] the same with a 2 x 2 grid of cells over the box
+        'BOX_GRID': 'configs/cloc/cloc-paper-boxgrid-nofilter_vit-tiny-p8_1xb64-1200it_synthetic.py',
     },
 }
 SHIFT_ROWS = [

@@ -36,8 +36,9 @@ def sine(value, num_feats):
 def reference(prompter, tokens, prompts, image_index, pool, keep=None):
     """Each prompt's own sequence [prompt; image tokens] through an independent
     ``nn.TransformerEncoderLayer`` with the prompter's weights, mean-pooled, LayerNorm,
-    projection. ``keep``: per prompt, the indices of the image tokens averaged with the
-    prompt tokens (``pool='box'``)."""
+    projection. ``keep``: per prompt, per cell, the indices of the image tokens averaged
+    with the prompt tokens (``pool='box'``); the cells are normalised one by one and
+    concatenated."""
     layer = nn.TransformerEncoderLayer(C, prompter.heads, dim_feedforward=4 * C, dropout=0.0,
                                        activation='gelu', batch_first=True, norm_first=True)
     layer.load_state_dict(prompter.layer.state_dict())
@@ -47,10 +48,13 @@ def reference(prompter, tokens, prompts, image_index, pool, keep=None):
         hidden = layer(seq)[0]
         t = prompts.shape[1]
         if keep is not None:
-            pooled = torch.cat([hidden[:t], hidden[t:][keep[p]]]).mean(0)
-        else:
-            pooled = hidden.mean(0) if pool == 'all' else hidden[t:].mean(0)
-        out.append(prompter.proj(prompter.ln_out(pooled)))
+            cells = [prompter.ln_out(torch.cat([hidden[:t], hidden[t:][cell]]).mean(0))
+                     for cell in keep[p]]
+            out.append(prompter.proj(torch.cat(cells)))
+            continue
+        pooled = hidden.mean(0) if pool == 'all' else hidden[t:].mean(0)
+        cells = prompter.ln_out(pooled).repeat(prompter.num_cells)  # a text prompt: every cell
+        out.append(prompter.proj(cells))
     return torch.stack(out)
 
 
@@ -104,15 +108,23 @@ def test_equals_transformer_encoder_layer_reference(pool, heads, corner_tokens, 
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-4)
 
 
-def box_patches(box, grid_hw):
-    """Indices (among the N tokens: 1 class token, then the patches row-major) of the
-    patches whose centre is in the box, plus the patch holding the box centre: written out."""
+def box_patches(box, grid_hw, cells=1):
+    """Per cell of a cells x cells split of the box (row-major), the indices (among the N
+    tokens: 1 class token, then the patches row-major) of the patches whose centre is in the
+    cell, plus the patch holding the cell centre: written out."""
     h, w = grid_hw
-    x1, y1, x2, y2 = box.tolist()
-    keep = {1 + i * w + j for i in range(h) for j in range(w)
-            if x1 <= (j + 0.5) / w <= x2 and y1 <= (i + 0.5) / h <= y2}
-    keep.add(1 + min(int((y1 + y2) / 2 * h), h - 1) * w + min(int((x1 + x2) / 2 * w), w - 1))
-    return sorted(keep)
+    bx1, by1, bx2, by2 = box.tolist()
+    out = []
+    for r in range(cells):
+        for c in range(cells):
+            x1, x2 = bx1 + (bx2 - bx1) * c / cells, bx1 + (bx2 - bx1) * (c + 1) / cells
+            y1, y2 = by1 + (by2 - by1) * r / cells, by1 + (by2 - by1) * (r + 1) / cells
+            keep = {1 + i * w + j for i in range(h) for j in range(w)
+                    if x1 <= (j + 0.5) / w <= x2 and y1 <= (i + 0.5) / h <= y2}
+            keep.add(1 + min(int((y1 + y2) / 2 * h), h - 1) * w
+                     + min(int((x1 + x2) / 2 * w), w - 1))
+            out.append(sorted(keep))
+    return out
 
 
 @pytest.mark.parametrize('impl', ['shared', 'naive'])
@@ -127,7 +139,7 @@ def test_box_pool_averages_the_tokens_in_the_box(impl):
     boxes = torch.tensor([[[0.0, 0.0, 0.6, 1.0], [0.70, 0.1, 0.75, 0.2]],
                           [[0.0, 0.0, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]]])
     keep = [box_patches(b, GRID) for b in boxes.flatten(0, 1)]
-    assert keep[1] == [1 + 0 * 3 + 2] and keep[2] == list(range(1, 10)) and len(keep[0]) == 6
+    assert keep[1] == [[1 + 0 * 3 + 2]] and keep[2] == [list(range(1, 10))] and len(keep[0][0]) == 6
     context = prompter.image_context(tokens, GRID)
     out = prompter.embed_boxes(context, boxes)
     expected = reference(prompter, tokens, prompter.box_tokens(boxes.flatten(0, 1)),
@@ -144,11 +156,40 @@ def test_box_pool_averages_the_tokens_in_the_box(impl):
                                atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize('pool', ['all', 'box'])
-def test_shared_and_naive_give_the_same_gradients(pool):
+@pytest.mark.parametrize('impl', ['shared', 'naive'])
+def test_box_grid_keeps_the_layout_in_the_box(impl):
+    """[ours] box_grid=2: four cell averages, normalised one by one, concatenated."""
+    prompter = make_prompter(pool='box', box_grid=2, impl=impl)
+    assert prompter.proj.in_features == 4 * C
+    gen = torch.Generator().manual_seed(6)
+    tokens = torch.randn(2, N, C, generator=gen)
+    # the whole image: cells are the 2 x 2 quadrants of the 3 x 3 grid (the centre patch is in
+    # all four); a small box: every cell falls back to the patch holding its centre
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0]], [[0.70, 0.70, 0.80, 0.80]]])
+    keep = [box_patches(b, GRID, 2) for b in boxes.flatten(0, 1)]
+    assert keep[0] == [[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]]
+    assert keep[1] == [[9]] * 4
+    weights = prompter.box_pool_weights(boxes.flatten(0, 1), GRID, N)
+    assert weights.shape == (2, 4, N)
+    assert [w.nonzero().flatten().tolist() for w in weights[0]] == keep[0]
+    context = prompter.image_context(tokens, GRID)
+    out = prompter.embed_boxes(context, boxes)
+    expected = reference(prompter, tokens, prompter.box_tokens(boxes.flatten(0, 1)),
+                         torch.tensor([0, 1]), 'box', keep)
+    torch.testing.assert_close(out.flatten(0, 1), expected, atol=2e-5, rtol=1e-4)
+    # text prompts: the all-token average in every cell
+    texts = torch.randn(2, 1, D, generator=gen)
+    expected = reference(prompter, tokens, prompter.text_tokens(texts.flatten(0, 1)),
+                         torch.tensor([0, 1]), 'all')
+    torch.testing.assert_close(prompter.embed_texts(context, texts).flatten(0, 1), expected,
+                               atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('pool,box_grid', [('all', 1), ('box', 1), ('box', 2)])
+def test_shared_and_naive_give_the_same_gradients(pool, box_grid):
     outs = {}
     for impl in ('shared', 'naive'):
-        prompter = make_prompter(impl=impl, pool=pool)
+        prompter = make_prompter(impl=impl, pool=pool, box_grid=box_grid)
         tokens = torch.randn(2, N, C, generator=torch.Generator().manual_seed(2),
                              requires_grad=True)
         boxes = torch.tensor([[[0.1, 0.2, 0.6, 0.9], [0.5, 0.5, 0.7, 0.6]],
@@ -215,6 +256,8 @@ def test_bad_arguments():
     context = prompter.image_context(torch.randn(1, N, C), GRID)
     with pytest.raises(ValueError, match=r'prompts must be \[P, T, 32\]'):
         prompter(context, torch.randn(2, 16), torch.tensor([0, 0]))
-    with pytest.raises(ValueError, match=r'pool_weights must be \[P, N\] = \[2, 10\]'):
+    with pytest.raises(ValueError, match=r'pool_weights must be \[P, K, N\] = \[2, 1, 10\]'):
         prompter(context, torch.randn(2, 2, C), torch.tensor([0, 0]), torch.ones(2, 9))
+    with pytest.raises(ValueError, match='box_grid'):
+        ClocPrompter(C, D, pool='all', box_grid=2)
     assert prompter(context, torch.randn(0, 2, C), torch.zeros(0, dtype=torch.long)).shape == (0, D)

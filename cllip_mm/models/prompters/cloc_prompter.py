@@ -88,8 +88,13 @@ class ClocPrompter(BaseModule):
       tokens and the patch tokens whose centre lies in the box (the patch holding the box
       centre always counts), not every token; text prompts, which carry no box, still pool
       over all tokens. The layer is unchanged (every token still attends to the whole
-      image and the corners), so only the read-out is local. ``docs/region_effect.md``
-      ("The paper's recipe on the demo") measures it against the paper's pool.
+      image and the corners), so only the read-out is local. ``box_grid=k`` splits the box
+      into k x k cells, each averaged the same way (its prompt tokens and the patches
+      whose centre lies in the cell, or the patch holding the cell centre), the cells
+      normalised by ``ln_out`` one by one and concatenated before the projection
+      (``proj``: k*k*C -> D), so that the read-out keeps the layout inside the box; a
+      text prompt's all-token average fills every cell. ``docs/region_effect.md``
+      ("The paper's recipe on the demo") measures both against the paper's pool.
 
     Args:
         width (int): C, the ViT's token width.
@@ -101,6 +106,7 @@ class ClocPrompter(BaseModule):
         impl (str): 'shared' (default; the computation shared by an image's prompts, see the
             module docstring) or 'naive' (``nn.TransformerEncoderLayer`` per prompt); equal
             within float tolerance.
+        box_grid (int): [ours] k of ``pool='box'``'s k x k cells (1: one average).
         patch_pos_encoding (bool): [ours, off in the paper's recipe] Add to each patch token
             the sine encoding of its centre, in the corner tokens' basis
             (``coordinate_to_encoding`` of (x, y)), so that a corner's key and a patch's query
@@ -115,6 +121,7 @@ class ClocPrompter(BaseModule):
                  corner_tokens: int = 2,
                  pool: str = 'all',
                  impl: str = 'shared',
+                 box_grid: int = 1,
                  patch_pos_encoding: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -122,6 +129,9 @@ class ClocPrompter(BaseModule):
             raise ValueError(f'corner_tokens must be 1 or 2, got {corner_tokens!r}')
         if pool not in ('all', 'image', 'box'):
             raise ValueError(f"pool must be 'all', 'image' or 'box', got {pool!r}")
+        if box_grid < 1 or (box_grid > 1 and pool != 'box'):
+            raise ValueError(f"box_grid must be >= 1, and > 1 only with pool='box'; got "
+                             f'box_grid={box_grid!r}, pool={pool!r}')
         if impl not in ('shared', 'naive'):
             raise ValueError(f"impl must be 'shared' or 'naive', got {impl!r}")
         if width % (4 if corner_tokens == 1 else 2) or width % heads:
@@ -132,6 +142,8 @@ class ClocPrompter(BaseModule):
         self.heads = heads
         self.corner_tokens = corner_tokens
         self.pool = pool
+        self.box_grid = box_grid
+        self.num_cells = box_grid**2
         self.impl = impl
         self.patch_pos_encoding = patch_pos_encoding
         self.text_proj = nn.Linear(embed_dim, width)
@@ -139,7 +151,7 @@ class ClocPrompter(BaseModule):
             width, heads, dim_feedforward=int(width * mlp_ratio), dropout=0.0,
             activation='gelu', batch_first=True, norm_first=True)
         self.ln_out = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, embed_dim)
+        self.proj = nn.Linear(width * self.num_cells, embed_dim)
 
     # ------------------------------------------------------------------ prompts
     def box_tokens(self, boxes: torch.Tensor) -> torch.Tensor:
@@ -208,9 +220,10 @@ class ClocPrompter(BaseModule):
             prompts (Tensor): [P, T, C] prompt tokens (:meth:`box_tokens`,
                 :meth:`text_tokens`).
             image_index (Tensor): [P] long, the image of each prompt.
-            pool_weights (Tensor, optional): [P, N] weights of the image tokens in each
-                prompt's average (:meth:`box_pool_weights`); None: every image token
-                counts once. The prompt tokens count once each (none with ``pool='image'``).
+            pool_weights (Tensor, optional): [P, K, N] weights of the image tokens in each
+                of a prompt's K = ``box_grid``**2 averages (:meth:`box_pool_weights`); None:
+                every image token counts once in each. The prompt tokens count once each
+                in every average (none with ``pool='image'``).
 
         Returns:
             Tensor: [P, D].
@@ -224,20 +237,21 @@ class ClocPrompter(BaseModule):
             return prompts.new_zeros(0, self.embed_dim)
         p, t = prompts.shape[:2]
         n = context.tokens.size(1)
+        k = self.num_cells
         if pool_weights is None:
-            pool_weights = prompts.new_ones(p, n)
-        elif pool_weights.shape != (p, n):
-            raise ValueError(f'{type(self).__name__}: pool_weights must be [P, N] = [{p}, {n}], '
-                             f'got {tuple(pool_weights.shape)}')
+            pool_weights = prompts.new_ones(p, k, n)
+        elif pool_weights.shape != (p, k, n):
+            raise ValueError(f'{type(self).__name__}: pool_weights must be [P, K, N] = '
+                             f'[{p}, {k}, {n}], got {tuple(pool_weights.shape)}')
         prompt_weight = 0.0 if self.pool == 'image' else 1.0
-        norm = (pool_weights.sum(1) + prompt_weight * t)[:, None]  # [P, 1]
+        norm = (pool_weights.sum(2) + prompt_weight * t)[..., None]  # [P, K, 1]
         if self.impl == 'naive':
             pooled = self._pool_naive(context.tokens, prompts, image_index, pool_weights,
                                       prompt_weight)
         else:
             pooled = self._pool_shared(context, prompts, image_index, pool_weights,
                                        prompt_weight)
-        return self.proj(self.ln_out(pooled / norm))
+        return self.proj(self.ln_out(pooled / norm).flatten(1))
 
     def box_pool_weights(self, boxes: torch.Tensor, grid_hw: tuple,
                          num_tokens: int) -> torch.Tensor:
@@ -249,30 +263,38 @@ class ClocPrompter(BaseModule):
             num_tokens (int): N.
 
         Returns:
-            Tensor: [P, N], 1 for the patches whose centre lies in the box and for the patch
-            that holds the box centre, 0 for the others and for the tokens before the patches.
+            Tensor: [P, K, N] for the K = ``box_grid``**2 cells of each box (row-major):
+            1 for the patches whose centre lies in the cell and for the patch that holds
+            the cell's centre, 0 for the others and for the tokens before the patches.
         """
         h, w = grid_hw
+        g = self.box_grid
+        frac = torch.arange(g + 1, device=boxes.device, dtype=boxes.dtype) / g  # cell edges
+        x1, y1, x2, y2 = (c[:, None] for c in boxes.unbind(-1))
+        xs, ys = x1 + (x2 - x1) * frac, y1 + (y2 - y1) * frac  # [P, g + 1]
+        cells = torch.stack([xs[:, None, :-1].expand(-1, g, -1), ys[:, :-1, None].expand(-1, -1, g),
+                             xs[:, None, 1:].expand(-1, g, -1), ys[:, 1:, None].expand(-1, -1, g)],
+                            -1).flatten(1, 2)  # [P, K, 4] xyxy, row-major
+        x1, y1, x2, y2 = cells.unbind(-1)  # [P, K]
         cy = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) / h
         cx = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) / w
-        x1, y1, x2, y2 = boxes.unbind(-1)
-        inside_y = (cy >= y1[:, None]) & (cy <= y2[:, None])  # [P, h]
-        inside_x = (cx >= x1[:, None]) & (cx <= x2[:, None])  # [P, w]
-        inside = (inside_y[:, :, None] & inside_x[:, None, :]).flatten(1)
+        inside_y = (cy >= y1[..., None]) & (cy <= y2[..., None])  # [P, K, h]
+        inside_x = (cx >= x1[..., None]) & (cx <= x2[..., None])  # [P, K, w]
+        inside = (inside_y[..., :, None] & inside_x[..., None, :]).flatten(2)  # [P, K, h*w]
         row = (((y1 + y2) / 2 * h).long()).clamp(0, h - 1)
         col = (((x1 + x2) / 2 * w).long()).clamp(0, w - 1)
-        inside[torch.arange(len(boxes), device=boxes.device), row * w + col] = True
-        return torch.cat([inside.new_zeros(len(boxes), num_tokens - h * w), inside],
-                         1).to(boxes.dtype)
+        inside.scatter_(2, (row * w + col)[..., None], True)
+        return torch.cat([inside.new_zeros(*inside.shape[:2], num_tokens - h * w), inside],
+                         2).to(boxes.dtype)
 
     def _pool_naive(self, tokens: torch.Tensor, prompts: torch.Tensor,
                     image_index: torch.Tensor, pool_weights: torch.Tensor,
                     prompt_weight: float) -> torch.Tensor:
-        """The weighted sum over the layer's outputs (``forward`` divides)."""
+        """The weighted sums [P, K, C] over the layer's outputs (``forward`` divides)."""
         t = prompts.size(1)
         out = self.layer(torch.cat([prompts, tokens[image_index]], dim=1))  # [P, T + N, C]
-        return (prompt_weight * out[:, :t].sum(1)
-                + torch.einsum('pn,pnc->pc', pool_weights, out[:, t:]))
+        return (prompt_weight * out[:, None, :t].sum(2)
+                + torch.einsum('pkn,pnc->pkc', pool_weights, out[:, t:]))
 
     def _pool_shared(self, ctx: PrompterContext, prompts: torch.Tensor,
                      image_index: torch.Tensor, pool_weights: torch.Tensor,
@@ -300,12 +322,12 @@ class ClocPrompter(BaseModule):
         # linear).
         def act_sum(h, weights=None):
             act = layer.activation(layer.linear1(layer.norm2(h)))
-            return act.sum(1) if weights is None else torch.einsum('pn,pnc->pc', weights, act)
+            return act.sum(1) if weights is None else torch.einsum('pkn,pnc->pkc', weights, act)
 
         w2, b2 = layer.linear2.weight, layer.linear2.bias
-        img_sum = torch.einsum('pn,pnc->pc', pool_weights, hidden_img)
+        img_sum = torch.einsum('pkn,pnc->pkc', pool_weights, hidden_img)  # [P, K, C]
         img_act = act_sum(hidden_img, pool_weights)
-        img_count = pool_weights.sum(1, keepdim=True)
+        img_count = pool_weights.sum(2, keepdim=True)  # [P, K, 1]
         if not prompt_weight:  # the prompt tokens' outputs are not pooled: skip them
             return img_sum + F.linear(img_act, w2) + img_count * b2
         # Prompt-token queries: over the image keys and their own prompt's T keys.
@@ -315,8 +337,8 @@ class ClocPrompter(BaseModule):
         mixed = (torch.einsum('phtn,phnd->pthd', w[..., :n], v_img)
                  + torch.einsum('phts,pshd->pthd', w[..., n:], vp))
         hidden_p = prompts + attn.out_proj(mixed.flatten(2))  # [P, T, C]
-        return (hidden_p.sum(1) + img_sum + F.linear(act_sum(hidden_p) + img_act, w2)
-                + (img_count + t) * b2)
+        return (hidden_p.sum(1)[:, None] + img_sum
+                + F.linear(act_sum(hidden_p)[:, None] + img_act, w2) + (img_count + t) * b2)
 
     # ------------------------------------------------------------------ conveniences
     def embed_boxes(self, context: PrompterContext, boxes: torch.Tensor,
