@@ -25,9 +25,8 @@ from mmengine.model import BaseDataPreprocessor
 
 from .instructions import Instruction
 from .records import RegionRecord
-from .tokenizer import IMAGE_TOKEN
+from .tokenizer import ASSISTANT, IMAGE_TOKEN, USER
 
-USER, ASSISTANT = 'USER:', 'ASSISTANT:'
 IGNORE_INDEX = -100
 
 

@@ -3,7 +3,8 @@
 
 Nothing is downloaded: the vocabulary is the special tokens, the ten digits, the box
 punctuation, then the corpus's words by decreasing frequency (ties alphabetically), so
-the tokenizer is a deterministic function of the corpus. Text is NFKC-normalised and
+the tokenizer is a deterministic function of the corpus (the role markers ``USER:`` /
+``ASSISTANT:`` of the conversation layout are always added). Text is NFKC-normalised and
 lowercased; ``tokenizers``' ``Metaspace`` marks word starts with ``▁`` so that decoding
 gives the text back (spaces included); digits are split one by one, so a coordinate
 ``[120,45,560,999]`` is 4 x (1 to 3) digit tokens plus punctuation and any number 0-999
@@ -19,6 +20,8 @@ from .instructions import REGION_TOKEN
 
 PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = '<pad>', '<s>', '</s>', '<unk>'
 IMAGE_TOKEN = '<image>'
+#: The conversation's role markers (:mod:`cllip_mm.mllm.data`), always in the vocabulary.
+USER, ASSISTANT = 'USER:', 'ASSISTANT:'
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN, IMAGE_TOKEN, REGION_TOKEN)
 #: Always in the vocabulary, whatever the corpus: any box can be written.
 BOX_SYMBOLS = tuple('0123456789') + ('[', ']', ',', '▁')
@@ -53,7 +56,7 @@ def build_instruction_tokenizer(texts: Iterable[str],
 
     normalizer, pre_tokenizer = _components()
     counts: Counter = Counter()
-    for text in texts:
+    for text in (f'{USER} {ASSISTANT}', *texts):
         for special in SPECIAL_TOKENS:
             text = text.replace(special, ' ')
         counts.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
