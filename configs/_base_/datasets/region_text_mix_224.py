@@ -3,6 +3,10 @@
 # (docs/datasets.md "Dataset by dataset" converts them; "Mixing sources" explains this file).
 # ResumableSampleSizeSampler takes mmdet's CustomSampleSizeSampler arguments and resumes in
 # O(1) (its state goes in the checkpoint); use it with ResumableIterBasedTrainLoop.
+# Every set below, validation included, is under `data_root`: set it here (or in a copy of
+# this file). A child config cannot re-point it by redefining `data_root` (MMEngine resolves
+# a base's variables in the base): override the datasets' own `data_root` keys instead,
+# e.g. --cfg-options val_dataloader.dataset.data_root=/mnt/coco/ (and test_dataloader...).
 _base_ = ['./region_text_224.py']
 
 data_root = 'data/'
@@ -33,3 +37,16 @@ train_dataloader = dict(
         # per-file vocabularies differ; training does not use them
         ignore_keys=['classes', 'num_skipped_records'],
         datasets=[coco, vg, grit]))
+
+# Validation: COCO val2017 captions + boxes, converted like the training file
+# (docs/datasets.md):  python tools/dataset_converters/coco_caption2odvg.py \
+#   annotations/captions_val2017.json annotations/instances_val2017.json \
+#   -o annotations/coco2017_val_caption_vg.jsonl
+# Region classification then ranks the 80 COCO category names; the base's
+# data/region_text/ set is not used.
+val_dataloader = dict(
+    dataset=dict(
+        data_root=data_root + 'coco/',
+        ann_file='annotations/coco2017_val_caption_vg.jsonl',
+        data_prefix=dict(img='val2017/')))
+test_dataloader = val_dataloader
