@@ -5,6 +5,7 @@ Same interface as MMDetection 3.x ``tools/train.py``. ``--resume`` without a pat
 resumes from the latest checkpoint in the work dir (``last_checkpoint``).
 """
 import argparse
+import importlib
 import logging
 import os
 import os.path as osp
@@ -39,6 +40,15 @@ def parse_args():
         '--auto-scale-lr',
         action='store_true',
         help='enable automatically scaling LR.')
+    parser.add_argument(
+        '--tracking',
+        nargs='+',
+        choices=['none', 'tensorboard', 'wandb'],
+        default=['none'],
+        help='experiment tracking through MMEngine\'s visualisation backends, next to the '
+        'local scalars.json: TensorBoard (event files in the run\'s vis_data folder) and / or '
+        'Weights & Biases (project $WANDB_PROJECT or cllip_mm; WANDB_MODE=offline to log '
+        'without an account or network); docs/distributed.md')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -90,6 +100,40 @@ def enable_amp(cfg: Config) -> None:
         cfg.optim_wrapper.type = 'BF16AmpOptimWrapper'
 
 
+# --tracking NAME: MMEngine's backend, the module it needs, how to install it
+TRACKING = dict(
+    tensorboard=('TensorboardVisBackend', 'torch.utils.tensorboard', 'pip install tensorboard'),
+    wandb=('WandbVisBackend', 'wandb', 'pip install wandb'))
+
+
+def enable_tracking(cfg: Config, trackers, run_name: str) -> None:
+    """Add the visualisation backends of ``trackers`` (names of :data:`TRACKING`;
+    ``'none'`` adds nothing) to ``cfg.visualizer``, keeping its backends (the local
+    one). Exits with what to install if a tracker's package is missing."""
+    trackers = [t for t in trackers if t != 'none']
+    if not trackers:
+        return
+    visualizer = cfg.get('visualizer') or dict(type='Visualizer', name='visualizer')
+    backends = list(visualizer.get('vis_backends') or [dict(type='LocalVisBackend')])
+    for tracker in dict.fromkeys(trackers):
+        backend, module, install = TRACKING[tracker]
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise SystemExit(f'tools/train.py: --tracking {tracker} needs {module} ({e}): '
+                             f'`{install}`, or leave out --tracking {tracker}') from e
+        names = [getattr(b.get('type'), '__name__', str(b.get('type'))) for b in backends]
+        if any(name.split('.')[-1] == backend for name in names):
+            continue  # the config has it already
+        if tracker == 'wandb':
+            backends.append(dict(type=backend, init_kwargs=dict(
+                project=os.environ.get('WANDB_PROJECT') or 'cllip_mm', name=run_name)))
+        else:
+            backends.append(dict(type=backend))
+    visualizer['vis_backends'] = backends
+    cfg.visualizer = visualizer
+
+
 def main():
     args = parse_args()
 
@@ -111,6 +155,9 @@ def main():
         # use config filename as default work_dir if cfg.work_dir is None
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+
+    # TensorBoard / Weights & Biases next to the local scalars
+    enable_tracking(cfg, args.tracking, osp.splitext(osp.basename(args.config))[0])
 
     # enable automatic-mixed-precision training
     if args.amp:
