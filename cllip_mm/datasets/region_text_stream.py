@@ -23,6 +23,8 @@ IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
 WEIGHTED_PICK_BLOCK = 1024
 #: key of the per-sample stream state that the train loop collects (JSON string)
 STATE_KEY = '_stream_state'
+#: shards named in the error of a reader that reads no sample (the others are counted)
+NAMED_DRY_SHARDS = 10
 
 
 def grit_to_record(meta: dict, image: str) -> dict:
@@ -93,14 +95,25 @@ class _SourceCursor:
     offset, block, taken]``, names the block's first sample (shard ``j`` of the
     sequence, byte ``offset``) and how many of the block were yielded, so a reader
     resumes by reading one block again: O(block_size), whatever the position.
+
+    A reader that opens ``max_dry_shards`` shards in a row without reading a sample from
+    them (missing, unreadable or empty files) raises ``RuntimeError`` naming them: in
+    ``mode='epoch'`` it would otherwise go through its empty share of every epoch
+    forever, and the dataloader, which returns batches in worker order, wait for it.
+    ``who`` (e.g. ``'rank 0, dataloader worker 1'``) and ``spec`` (the source's shards
+    as given) are for that message.
     """
 
     def __init__(self, shards: List[str], index: int, mode: str, shuffle: bool, seed: int,
-                 g: int, num_global: int, block_size: int, stats: Counter) -> None:
+                 g: int, num_global: int, block_size: int, stats: Counter,
+                 max_dry_shards: int = 100, who: str = '', spec: Any = None) -> None:
         self.shards, self.index, self.mode, self.shuffle = shards, index, mode, shuffle
         self.seed, self.g, self.num_global = seed, g, num_global
         self.block_size, self.stats = block_size, stats
+        self.max_dry_shards, self.who, self.spec = max_dry_shards, who, spec
         self._order: Tuple[int, Optional[np.ndarray]] = (-1, None)
+        #: (shard, why) of the shards opened since the last one that gave a sample
+        self._dry: List[Tuple[str, str]] = []
 
     def shard_at(self, epoch: int, j: int) -> Optional[str]:
         if self.mode == 'resampled':
@@ -115,12 +128,15 @@ class _SourceCursor:
         return self.shards[self._order[1][i]] if i < len(self.shards) else None
 
     def _read_block(self, epoch: int, j: int, offset: int):
+        """Up to ``block_size`` samples from shard ``j`` of ``epoch``'s sequence, byte
+        ``offset``, on: ``(items, j, offset)``, the last two the position after them. No
+        items: this reader's shards of the epoch are done (``mode='epoch'``)."""
         items: List[tuple] = []
-        failures = 0
         while len(items) < self.block_size:
             path = self.shard_at(epoch, j)
             if path is None:
                 break
+            before, why = len(items), 'no sample in it'
             try:
                 for key, files, _, end in iter_tar_samples(path, offset):
                     items.append((path, key, files))
@@ -135,11 +151,30 @@ class _SourceCursor:
                           f'({type(e).__name__}: {e})', logger='current',
                           level=logging.WARNING)
                 j, offset = j + 1, 0
-                failures += 1
-                if self.mode == 'resampled' and failures > 100 and not items:
-                    raise RuntimeError(f'RegionTextShardStream: 100 unreadable shards '
-                                       f'in a row, e.g. {path}')
+                why = f'{type(e).__name__}: {e}'
+            if len(items) > before:
+                self._dry.clear()
+            else:
+                self._dry.append((path, why))
+                if len(self._dry) >= self.max_dry_shards:
+                    raise RuntimeError(self._dry_message())
         return items, j, offset
+
+    def _dry_message(self) -> str:
+        """The error of a reader whose last ``max_dry_shards`` shards gave no sample."""
+        last: Dict[str, str] = {}
+        for path, why in self._dry:  # each distinct shard with its last reason, in order
+            last.pop(path, None)
+            last[path] = why
+        named = [f'{p} ({why})' for p, why in list(last.items())[:NAMED_DRY_SHARDS]]
+        more = len(last) - len(named)
+        return (f'RegionTextShardStream: reader {self.g} of {self.num_global} ({self.who}) '
+                f'read no sample from the last {len(self._dry)} shards it opened '
+                f'({len(last)} distinct) of source {self.index} ({self.spec!r}, '
+                f'{len(self.shards)} shards, mode={self.mode!r}): '
+                + '; '.join(named) + (f'; and {more} more' if more else '')
+                + '. Check the shard pattern, that the files are there (a mounted file '
+                'system?) and that they are readable tar files.')
 
     def __call__(self, state: Optional[list]) -> Iterator[Tuple[tuple, list]]:
         epoch, j, offset, block, taken = state or (0, 0, 0, 0, 0)
@@ -201,6 +236,16 @@ class RegionTextShardStream(IterableDataset):
         num_samples (int, optional): What ``len()`` reports (MMEngine asks the length
             of the train dataloader to convert epoch-based schedules; the stream itself
             is infinite). Defaults to a very large number.
+        max_dry_shards (int): A reader (one dataloader worker of one rank) that opens
+            this many shards in a row without reading a sample from them (missing,
+            unreadable or empty) raises ``RuntimeError`` naming them, in either mode, so
+            that a wrong pattern or a missing mount ends reading in bounded time (in
+            ``mode='epoch'`` it would otherwise cycle through empty epochs forever). A few
+            unreadable shards among readable ones are skipped. Defaults to 100.
+
+    Raises:
+        FileNotFoundError: When built, if none of a source's shards exists (checked
+            up to the first that does).
     """
 
     def __init__(self,
@@ -214,8 +259,12 @@ class RegionTextShardStream(IterableDataset):
                  min_score: Optional[float] = None,
                  label_map_file: Optional[str] = None,
                  caption_policy: Optional[dict] = None,
-                 num_samples: Optional[int] = None) -> None:
+                 num_samples: Optional[int] = None,
+                 max_dry_shards: int = 100) -> None:
         self.num_samples = num_samples
+        if max_dry_shards < 1:
+            raise ValueError(f'max_dry_shards must be >= 1, got {max_dry_shards}')
+        self.max_dry_shards = max_dry_shards
         if mode not in ('epoch', 'resampled'):
             raise ValueError(f"mode must be 'epoch' or 'resampled', got {mode!r}")
         if block_size < 1:
@@ -231,6 +280,11 @@ class RegionTextShardStream(IterableDataset):
             shards = expand_shards(src['shards'], data_root)
             if not shards:
                 raise ValueError(f'source {i} has no shards: {src["shards"]!r}')
+            if not any(osp.exists(p) for p in shards):  # stops at the first that exists
+                raise FileNotFoundError(
+                    f'RegionTextShardStream: none of the {len(shards)} shards of source {i} '
+                    f'({src["shards"]!r}, data_root {data_root!r}) exists, e.g. '
+                    f'{", ".join(shards[:3])}: check the pattern and the mount')
             if counted[i]:
                 if 'weight' in src:
                     raise ValueError(f'source {i}: give weight or samples_per_epoch, not both')
@@ -243,7 +297,7 @@ class RegionTextShardStream(IterableDataset):
                 weight = float(src.get('weight', 1.0))
                 if not weight > 0:
                     raise ValueError(f'source {i}: weight must be > 0, got {weight}')
-            self.sources.append(dict(shards=shards, weight=weight))
+            self.sources.append(dict(shards=shards, weight=weight, spec=src['shards']))
         weights = np.array([s['weight'] for s in self.sources])
         self.probs = weights / weights.sum()
         #: exact per-epoch sample counts of the sources (None: mix by weight)
@@ -304,9 +358,11 @@ class RegionTextShardStream(IterableDataset):
                         f"that mode='epoch' shares them among; write more shards or "
                         f"use mode='resampled'")
         state = self.resume_states.get(g) or dict(n=0, sources=[None] * len(self.sources))
+        who = f'rank {self.rank}, ' + (f'dataloader worker {wid}' if info is not None
+                                       else 'no dataloader worker')
         cursors = [_SourceCursor(src['shards'], i, self.mode, self.shuffle, self.seed, g,
-                                 num_global, self.block_size, self.skip_counts)(
-                                     state['sources'][i])
+                                 num_global, self.block_size, self.skip_counts,
+                                 self.max_dry_shards, who, src['spec'])(state['sources'][i])
                    for i, src in enumerate(self.sources)]
         n, src_states = state['n'], list(state['sources'])
         pick = self._source_picker(g, num_global)
