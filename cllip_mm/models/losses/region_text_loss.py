@@ -1,7 +1,8 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
+import functools
 import hashlib
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -196,14 +197,18 @@ class RegionTextContrastiveLoss(nn.Module):
             keep = image_ids[:, None] == columns[None, :, 0]  # [R, C]
         else:
             col_embeds, region_col = phrases, region_phrase
+        if self.local_loss and self.negatives != 'local':
+            # The filter's [R, C] test only for this rank's rows and columns: the full
+            # matrix is O(global batch^2) on every rank.
+            near = None if self.text_filter_threshold is None else functools.partial(
+                self.near_duplicate_texts, col_embeds, region_col)
+            return self.loss_weight * global_value(
+                self._local_share(scale, region_embeds, col_embeds, region_col, keep,
+                                  start, stop, near))
         if self.text_filter_threshold is not None:
             near = self.near_duplicate_texts(col_embeds, region_col)
             keep = ~near if keep is None else keep & ~near
 
-        if self.local_loss and self.negatives != 'local':
-            return self.loss_weight * global_value(
-                self._local_share(scale, region_embeds, col_embeds, region_col, keep,
-                                  start, stop))
         logits = scale * region_embeds @ col_embeds.t()  # [R, C]
         if keep is not None:
             logits = logits.masked_fill(~keep, float('-inf'))
@@ -219,23 +224,29 @@ class RegionTextContrastiveLoss(nn.Module):
         return self.loss_weight * 0.5 * (loss_r2t + loss_t2r)
 
     @torch.no_grad()
-    def near_duplicate_texts(self, col_embeds: Tensor, region_col: Tensor) -> Tensor:
-        """[R, C] bool: True where column c's text is another text than region r's own
+    def near_duplicate_texts(self, col_embeds: Tensor, region_col: Tensor,
+                             rows: Optional[Tensor] = None,
+                             cols: Optional[Tensor] = None) -> Tensor:
+        """[R', C'] bool: True where column c's text is another text than region r's own
         whose cosine with it exceeds ``text_filter_threshold`` (the paper's negative
         filtering, sec. 3.4). No gradient flows through the test.
 
         Args:
             col_embeds (Tensor): [C, D] L2-normalised text embeddings of the columns.
             region_col (Tensor): [R] each region's own column.
+            rows (Tensor, optional): [R'] the regions to test (default: all R).
+            cols (Tensor, optional): [C'] the columns to test (default: all C).
         """
-        similarity = col_embeds[region_col] @ col_embeds.t()  # [R, C]
-        cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
-        return (similarity > self.text_filter_threshold) & (cols[None, :] != region_col[:, None])
+        own = region_col if rows is None else region_col[rows]  # [R']
+        if cols is None:
+            cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
+        similarity = col_embeds[own] @ col_embeds[cols].t()  # [R', C']
+        return (similarity > self.text_filter_threshold) & (cols[None, :] != own[:, None])
 
     @staticmethod
     def _local_share(scale: Tensor, region_embeds: Tensor, col_embeds: Tensor,
                      region_col: Tensor, keep: Optional[Tensor], start: int,
-                     stop: int) -> Tensor:
+                     stop: int, near: Optional[Callable] = None) -> Tensor:
         """This rank's share ``L_k`` of the loss (``sum_k L_k = N * L``).
 
         Args:
@@ -244,21 +255,32 @@ class RegionTextContrastiveLoss(nn.Module):
             col_embeds (Tensor): [C, D] the columns (distinct phrases or (image, phrase)).
             region_col (Tensor): [R] column of each region.
             keep (Tensor, optional): [R, C] bool, False where left out of the denominators.
+            near (callable, optional): ``near(rows, cols)`` -> [R', C'] bool, also left out
+                (the text filter, :meth:`near_duplicate_texts`), asked only for this
+                rank's rows and columns.
         """
         world_size, rank = get_world_size(), get_rank()
         num_regions = region_embeds.size(0)
+        all_cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
         # region -> text: this rank's rows [R_k, C].
         logits = scale * region_embeds[start:stop] @ col_embeds.t()
-        if keep is not None:
-            logits = logits.masked_fill(~keep[start:stop], float('-inf'))
+        drop = None if keep is None else ~keep[start:stop]
+        if near is not None:
+            mine_rows = near(torch.arange(start, stop, device=all_cols.device), all_cols)
+            drop = mine_rows if drop is None else drop | mine_rows
+        if drop is not None:
+            logits = logits.masked_fill(drop, float('-inf'))
         loss_r2t = F.cross_entropy(logits, region_col[start:stop], reduction='sum') / num_regions
         # text -> region: the columns c with c % N == rank, against all regions [C_k, R].
-        cols = torch.arange(col_embeds.size(0), device=col_embeds.device)
         num_pos = torch.bincount(region_col, minlength=col_embeds.size(0))
-        mine = cols[rank::world_size]
+        mine = all_cols[rank::world_size]
         logits = scale * col_embeds[mine] @ region_embeds.t()
-        if keep is not None:
-            logits = logits.masked_fill(~keep[:, mine].t(), float('-inf'))
+        drop = None if keep is None else ~keep[:, mine].t()
+        if near is not None:
+            mine_cols = near(None, mine).t()  # [C_k, R]
+            drop = mine_cols if drop is None else drop | mine_cols
+        if drop is not None:
+            logits = logits.masked_fill(drop, float('-inf'))
         positive = mine[:, None] == region_col[None, :]  # [C_k, R]
         log_prob = logits.log_softmax(dim=1)
         # torch.where keeps -inf (masked) entries out of the sum and of the gradient.

@@ -226,6 +226,33 @@ def test_text_filtering_against_loops(local_loss):
     assert plain(**inputs).item() == pytest.approx(unfiltered, rel=1e-5)
 
 
+def test_local_loss_filters_only_its_own_share(monkeypatch):
+    """With ``local_loss`` the filter is asked for this rank's rows (region -> text) and
+    columns (text -> region), never for the [R, C] matrix of the global batch, and the
+    loss is the same as the global form's."""
+    shapes = []
+    original = RegionTextContrastiveLoss.near_duplicate_texts
+
+    def recording(self, col_embeds, region_col, rows=None, cols=None):
+        out = original(self, col_embeds, region_col, rows, cols)
+        shapes.append((rows is None, cols is None, tuple(out.shape)))
+        return out
+
+    monkeypatch.setattr(RegionTextContrastiveLoss, 'near_duplicate_texts', recording)
+    inputs = make_inputs()
+    losses = {}
+    for local in (True, False):
+        shapes.clear()
+        loss_fn = RegionTextContrastiveLoss(init_logit_scale=math.log(5.0), local_loss=local,
+                                            text_filter_threshold=0.9)
+        losses[local] = loss_fn(**inputs).item()
+        if local:
+            # both calls name what they test (one process: its rows are all rows, its
+            # columns all columns); neither asks for the default full matrix
+            assert len(shapes) == 2 and not any(r and c for r, c, _ in shapes), shapes
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+
+
 def test_text_filtering_with_image_scope_keeps_the_own_text():
     # Threshold -1: every other text is filtered, so each region's only column is its own
     # text and each text's only regions are its positives: both directions give 0.
