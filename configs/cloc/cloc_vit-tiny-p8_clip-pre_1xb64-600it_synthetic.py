@@ -11,6 +11,6 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 # The region and grounding terms at half weight: the encoders keep more of the CLIP loss's pull, so
-# image-text R@1 stays level with CLIP continued alone (0.402 vs 0.408; 0.385 at full weight) for the
-# same region top-1 margin (+0.60; +0.61 at full weight; docs/region_effect.md).
+# image-text R@1 stays level with CLIP continued alone for about the region top-1 margin of full
+# weight (measurements: docs/region_effect.md, "Continue from a trained CLIP").
 model = dict(region_loss=dict(loss_weight=0.5), grounding_loss=dict(loss_weight=0.5))
