@@ -6,8 +6,8 @@ from .modeling import RegionLlavaConfig, RegionLlavaForConditionalGeneration
 from .tokenizer import IMAGE_TOKEN, REGION_TOKEN
 from .vision import VisionSource
 
-#: The demo's LM: a small Llama trained from scratch (about 2.7 M parameters at 256 wide).
-DEFAULT_LM = dict(model_type='llama', hidden_size=256, intermediate_size=512,
+#: The demo's LM: a small Llama trained from scratch (0.8 M parameters; 128 wide, 4 blocks).
+DEFAULT_LM = dict(model_type='llama', hidden_size=128, intermediate_size=256,
                   num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
                   max_position_embeddings=1024, tie_word_embeddings=True)
 
