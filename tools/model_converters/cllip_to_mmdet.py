@@ -19,8 +19,18 @@ Examples::
     python tools/model_converters/cllip_to_mmdet.py work_dirs/cloc/iter_600.pth cloc_mmdet.pth \
         --img-size 1024 --config configs/downstream/ov_coco/grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py
 
+    # a CLIP baseline checkpoint (no Prompter): the backbone and the language model are
+    # converted, the Prompter is reported as left out (not an error)
+    python tools/model_converters/cllip_to_mmdet.py work_dirs/demo/clip/iter_1200.pth clip_mmdet.pth
+
+Parts: with ``--parts`` or ``--config`` (the parts its model has) every named part must be in
+the source. With neither, every part the source has is converted and the parts it lacks
+(e.g. ``prompter`` of a CLIP checkpoint, which only ``ClocRegionClassifier`` needs) are
+listed as left out; the output's ``meta['left_out']`` names them too.
+
 Exit status: 0 when every converted tensor fits (with ``--config``: no missing,
-unexpected or mis-shaped key under the converted prefixes), 1 otherwise.
+unexpected or mis-shaped key under the converted prefixes), 1 otherwise (also when a
+part that was asked for is missing from the source).
 """
 import argparse
 import os
@@ -79,6 +89,19 @@ def build_model(config: str, cfg_options: Sequence[str]) -> torch.nn.Module:
         return MODELS.build(cfg.model)
 
 
+#: What needs each part, for the note on a part the source lacks.
+PART_USERS = dict(
+    backbone='every detector of configs/downstream',
+    language_model='Grounding DINO and ClocRegionClassifier',
+    prompter='ClocRegionClassifier (zero-shot region classification) only')
+
+
+def left_out_note(part: str) -> str:
+    src = PART_PREFIXES[part][0]
+    return (f'left out {part}: the source has no {src}* tensors (e.g. a CLIP baseline has no '
+            f'Prompter); needed by {PART_USERS.get(part, "?")}')
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     model: Optional[torch.nn.Module] = None
@@ -100,12 +123,18 @@ def main(argv=None) -> int:
     state_dict = load_cllip_state_dict(args.src)
     converted, report = convert_cllip_state_dict(
         state_dict, img_size=img_size, parts=parts or tuple(PART_PREFIXES))
+    # No part was asked for: the parts the source lacks are left out, not missing.
+    left_out = [] if parts else report.missing_parts
+    if not parts:  # (load_cllip_state_dict has checked that image_encoder.* is there)
+        report.missing_parts = []
     if model is not None:
         check_against_model(converted, model, report)
+    report.notes += [left_out_note(part) for part in left_out]
 
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     meta = dict(source=osp.abspath(args.src), converter='tools/model_converters/cllip_to_mmdet.py',
-                parts=list(converted_parts(report)), img_size=list(img_size) if img_size else None)
+                parts=list(converted_parts(report)), left_out=left_out,
+                img_size=list(img_size) if img_size else None)
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
     print(f'{args.src} -> {args.dst}')
     print(report.summary())
