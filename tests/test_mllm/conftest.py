@@ -1,14 +1,9 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Tiny random CLOC / CLIP / paper-CLOC checkpoints (the demo configs shrunk, as
-tests/conftest.py's ``tiny_cloc_checkpoint``) and a tiny LM config for the MLLM tests."""
+tests/conftest.py's ``tiny_cloc_checkpoint``) (the tiny LM config: mllm_test_config.py)."""
 import os.path as osp
 
 import pytest
-
-#: A Llama of 64 wide, 2 blocks: seconds to train on the tiny set.
-TINY_LM = dict(model_type='llama', hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-               num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-               tie_word_embeddings=True)
 
 
 def write_random_checkpoint(cfg, work_dir: str, name: str, seed: int = 0):

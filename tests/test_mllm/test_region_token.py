@@ -4,7 +4,7 @@ tokens the model is transformers' LLaVA."""
 import mmcv
 import pytest
 import torch
-from conftest import TINY_LM
+from mllm_test_config import TINY_LM
 
 from cllip_mm.mllm import (
     ImageLoader,

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY_LM
+from mllm_test_config import TINY_LM
 
 from cllip_mm.mllm import (
     ConversationDataset,
