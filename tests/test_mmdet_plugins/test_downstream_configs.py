@@ -24,6 +24,8 @@ CONFIGS = dict(
     refexp_tiny='configs/downstream/refcoco/grounding-dino_cloc-vit-tiny-p8_1xb2-4it_refexp-synthetic.py',
     zeroshot='configs/downstream/ov_region_cls/cloc-prompter_vit-b16_zeroshot_ov-coco-48-17-proposals.py',
     zeroshot_tiny='configs/downstream/ov_region_cls/cloc-prompter_vit-tiny-p8_zeroshot_ov-synthetic.py',
+    det='configs/downstream/coco_det/faster-rcnn_cloc-vit-b16_fpn_8xb2-1x_coco.py',
+    det_tiny='configs/downstream/coco_det/faster-rcnn_cloc-vit-tiny-p8_fpn_1xb2-4it_synthetic.py',
 )
 
 
@@ -43,6 +45,14 @@ def test_configs_inherit_mmdet_and_use_the_plugins(name, repo_root):
         assert cfg.model.type == 'ClocRegionClassifier'
         assert cfg.test_evaluator.type == 'OVCocoMetric'
         assert cfg.train_dataloader is None
+        return
+    if name.startswith('det'):  # closed set: the ViT + simple pyramid under FPN
+        assert cfg.model.type == 'FasterRCNN' and cfg.model.backbone.type == 'ClocViT'
+        assert cfg.model.backbone.out_strides == (4, 8, 16, 32)
+        init = cfg.model.backbone.init_cfg
+        assert init.type == 'Pretrained' and init.prefix == 'backbone.'
+        assert cfg.optim_wrapper.constructor == 'ClocLayerDecayOptimWrapperConstructor'
+        assert cfg.test_evaluator.type == 'CocoMetric'
         return
     assert cfg.model.type == 'GroundingDINO'
     assert cfg.model.backbone.type == 'ClocViT'
