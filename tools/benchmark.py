@@ -14,7 +14,8 @@ tools/test.py. Prints one table, writes <work-dir>/benchmark.json.
 
 A checkpoint without weights for some of the model's modules (e.g. a CLIP checkpoint under
 a CLOC config: the Prompter would be random) is refused, naming them, as by tools/test.py;
-``--allow-uninitialised`` evaluates anyway.
+``--allow-uninitialised`` evaluates anyway. So is a checkpoint whose meta says its weights
+need another activation (QuickGELU for OpenAI CLIP) or tokenizer than the config builds.
 """
 import argparse
 import itertools
@@ -32,7 +33,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed  # noqa: E402
-from cllip_mm.utils.checkpoint_check import check_checkpoint_covers  # noqa: E402
+from cllip_mm.utils.checkpoint_check import check_checkpoint_for_evaluation  # noqa: E402
 
 TASK_DIR = osp.join(ROOT, 'configs', 'benchmarks', '_base_', 'tasks')
 _run_ids = itertools.count()  # distinct experiment names for runs in one process
@@ -166,8 +167,10 @@ def main(argv=None) -> dict:
         setup_cpu_distributed(cfg)  # the process group is made once, for every task
         start = time.time()
         runner = Runner.from_cfg(cfg)
-        if not args.allow_uninitialised:  # MMEngine's load_from only warns
-            check_checkpoint_covers(runner.model, args.checkpoint, args.config)
+        # MMEngine's load_from only warns of missing weights; the activations and the
+        # tokenizer the weights need are in the checkpoint's meta, not its tensors
+        check_checkpoint_for_evaluation(runner.model, args.checkpoint, args.config,
+                                        args.allow_uninitialised)
         results[task] = runner.test()
         timings[task] = round(time.time() - start, 2)
         del runner

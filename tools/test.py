@@ -3,6 +3,9 @@
 ``python tools/test.py configs/cloc/xxx.py work_dirs/xxx/iter_600.pth``.
 
 Same interface as MMDetection 3.x ``tools/test.py`` (without visualisation/TTA).
+Refuses a checkpoint without weights for some of the model's modules (naming them;
+``--allow-uninitialised`` evaluates anyway) or whose meta says its weights need another
+activation or tokenizer than the config's (``cllip_mm.utils.weights_meta``).
 """
 import argparse
 import os
@@ -20,7 +23,7 @@ from cllip_mm.utils import (
     setup_cpu_distributed,
     teardown_distributed,
 )
-from cllip_mm.utils.checkpoint_check import check_checkpoint_covers
+from cllip_mm.utils.checkpoint_check import check_checkpoint_for_evaluation
 
 
 def parse_args():
@@ -104,8 +107,10 @@ def main():
             # if 'runner_type' is set in the cfg
             runner = RUNNERS.build(cfg)
 
-        if not args.allow_uninitialised:
-            check_checkpoint_covers(runner.model, args.checkpoint, args.config)
+        # MMEngine's load_from only warns of missing weights; and nothing in the tensors
+        # says which activation / tokenizer they need (their checkpoint's meta does)
+        check_checkpoint_for_evaluation(runner.model, args.checkpoint, args.config,
+                                        args.allow_uninitialised)
 
         # add `DumpResults` dummy metric
         if args.out is not None:

@@ -11,6 +11,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModel
 
 from cllip_mm.models.tokenizers import HFTokenizer
+from cllip_mm.utils.weights_meta import check_pretrained_init
 from .utils import build_cllip_module
 
 
@@ -114,6 +115,12 @@ class ClocTextModel(BaseModel):
                 raise ValueError(f'special token {token!r} is not a single token of the '
                                  f'tokenizer at {tokenizer_path!r} (ids {token_ids})')
             self.special_token_ids.append(token_ids[0])
+
+    def init_weights(self) -> None:
+        """As ``BaseModule``'s, after checking that a ``Pretrained`` checkpoint's meta
+        asks for this tower's activation and tokenizer (``cllip_mm.utils.weights_meta``)."""
+        check_pretrained_init(self)
+        super().init_weights()
 
     @property
     def text_encoder(self) -> nn.Module:

@@ -11,6 +11,7 @@ from mmengine.model import BaseModule
 
 from cllip_mm.models.backbones import VisionTransformer, ViTOutput
 from cllip_mm.models.layers import resize_pos_embed, square_grid
+from cllip_mm.utils.weights_meta import check_pretrained_init
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -114,6 +115,12 @@ class ClocViT(BaseModule):
             channels.append(c)
         self.pyramid = nn.ModuleList(levels)
         self.out_channels = tuple(channels)
+
+    def init_weights(self) -> None:
+        """As ``BaseModule``'s, after checking that a ``Pretrained`` checkpoint's meta
+        asks for this ViT's activation (``cllip_mm.utils.weights_meta``)."""
+        check_pretrained_init(self)
+        super().init_weights()
 
     @property
     def num_layers(self) -> int:

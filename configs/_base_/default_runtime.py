@@ -11,8 +11,11 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
-# a NaN / Inf loss skips its optimizer step (on every process); 10 in a row stop training
-custom_hooks = [dict(type='SkipNonFiniteLossHook', max_consecutive=10)]
+# a NaN / Inf loss skips its optimizer step (on every process); 10 in a row stop training.
+# WeightsMetaHook: checkpoints carry the towers' activation and the tokenizer (meta
+# 'cllip_mm_arch'), and the checkpoints a run starts from are checked against the model
+custom_hooks = [dict(type='SkipNonFiniteLossHook', max_consecutive=10),
+                dict(type='WeightsMetaHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

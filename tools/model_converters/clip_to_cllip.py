@@ -16,7 +16,11 @@ The output is an MMEngine checkpoint ``{'state_dict', 'meta'}`` keyed like
 checkpoint=...)`` or ``load_from``. The Prompter and grounding head are not in CLIP:
 they start fresh (the report lists them as new). The printed config snippet is the
 ``model`` override (encoder architecture, activation, pooling rule, tokenizer, init)
-that the checkpoint needs.
+that the checkpoint needs. The checkpoint's ``meta['cllip_mm_arch']`` records the activation
+of each tower (and the tokenizer's type and vocabulary digest when a tokenizer is at hand):
+``tools/test.py``, ``tools/benchmark.py``, the other converters and the mmdet plugins refuse
+a model built with others (``cllip_mm.utils.weights_meta``). With ``--config`` the config's
+activations are checked here already.
 """
 import argparse
 import json
@@ -35,6 +39,12 @@ from cllip_mm.models.converters import (  # noqa: E402
     load_hf_pretrained,
     load_state_dict_file,
     save_mmengine_checkpoint,
+)
+from cllip_mm.utils.weights_meta import (  # noqa: E402
+    META_KEY,
+    cfg_weights_meta,
+    compare_weights_meta,
+    tokenizer_identity,
 )
 from cllip_mm.version import __version__  # noqa: E402
 
@@ -79,6 +89,18 @@ def _hf_preprocessor(src: str):
     return dict(mean=[255 * m for m in cfg['image_mean']], std=[255 * s for s in cfg['image_std']])
 
 
+def _tokenizer_meta(tokenizer_cfg: dict) -> dict:
+    """``tokenizer_type`` / ``tokenizer_vocab`` of the tokenizer the snippet names, or
+    nothing (with a note) when it does not load."""
+    from cllip_mm.models.tokenizers import HFTokenizer
+    try:
+        return tokenizer_identity(HFTokenizer(tokenizer_cfg['path']))
+    except Exception as e:  # a tokenizer HFTokenizer cannot read: not recorded
+        print(f'tokenizer {tokenizer_cfg["path"]} not recorded in meta[{META_KEY!r}] '
+              f'({type(e).__name__}: {e})')
+        return {}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     hf_config = None
@@ -99,10 +121,14 @@ def main(argv=None) -> int:
     result = import_clip(state_dict, args.src_format, hf_config=hf_config, img_size=img_size,
                          act=args.act, vision_heads=args.vision_heads,
                          text_heads=args.text_heads, target_cfg=target_cfg)
+    weights_meta = cfg_weights_meta(result.model_cfg)
     print(f'{args.src} ({args.src_format}) -> {args.out}\n{result.report.summary()}')
     if result.report.mismatched:
         raise SystemExit('the weights do not fit the model: see MISMATCHED above (check the '
                          '--config architecture or --img-size)')
+    if target_cfg is not None:  # e.g. OpenAI weights (QuickGELU) under a GELU config
+        compare_weights_meta(weights_meta, cfg_weights_meta(target_cfg),
+                             f'{args.src} ({args.src_format})', f'the model of {args.config}')
 
     model_cfg = dict(result.model_cfg)
     tokenizer = args.tokenizer
@@ -122,9 +148,11 @@ def main(argv=None) -> int:
         model_cfg['data_preprocessor'] = preprocessor
     model_cfg['init_cfg'] = dict(type='Pretrained', checkpoint=args.out)
 
+    if 'tokenizer' in model_cfg:
+        weights_meta.update(_tokenizer_meta(model_cfg['tokenizer']))
     meta = dict(cllip_mm_version=__version__, src=osp.abspath(args.src),
                 src_format=args.src_format, model_cfg=model_cfg,
-                conversion_report=result.report.to_dict())
+                conversion_report=result.report.to_dict(), **{META_KEY: weights_meta})
     save_mmengine_checkpoint(result.state_dict, args.out, meta)
 
     snippet = format_config(

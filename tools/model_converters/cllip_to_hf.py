@@ -10,11 +10,14 @@ writes ``config.json`` + ``model.safetensors`` (load with
 ``transformers.CLIPModel.from_pretrained`` or ``CLIPVisionModel.from_pretrained``, no
 custom code), the tokenizer files, and the Prompter (+ grounding head) as
 ``prompter.safetensors`` + ``prompter_config.json`` (load with
-``cllip_mm.models.converters.load_prompter``; see docs/interoperability.md).
+``cllip_mm.models.converters.load_prompter``; see docs/interoperability.md). The config must
+build the activations and tokenizer the checkpoint's ``meta['cllip_mm_arch']`` records (the
+exported ``hidden_act`` is the config's).
 """
 import argparse
 import os.path as osp
 import sys
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -26,6 +29,7 @@ except ImportError:  # run from a source checkout without `pip install -e .`
 from cllip_mm.models.converters import export_cloc_to_hf  # noqa: E402
 from cllip_mm.registry import MODELS  # noqa: E402
 from cllip_mm.utils import register_all_modules  # noqa: E402
+from cllip_mm.utils.weights_meta import check_weights_meta  # noqa: E402
 
 DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
 
@@ -46,9 +50,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load ``path`` into ``model``; every encoder weight must be there."""
+def load_weights(model: torch.nn.Module, path: str, what: Optional[str] = None) -> None:
+    """Load ``path`` into ``model``; every encoder weight must be there, and ``model``
+    (``what`` in messages) must have the activations and tokenizer the checkpoint's meta
+    asks for (``cllip_mm.utils.weights_meta``; no such meta: a warning)."""
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    check_weights_meta(model, checkpoint, what=what, name=path)
     state_dict = checkpoint.get('state_dict', checkpoint)
     state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
@@ -70,7 +77,7 @@ def main(argv=None) -> int:
     model_cfg = cfg.model.to_dict()
     model_cfg.pop('init_cfg', None)  # the checkpoint, not the pretrained CLIP, is exported
     model = MODELS.build(model_cfg).eval()
-    load_weights(model, args.checkpoint)
+    load_weights(model, args.checkpoint, what=f'the model of {args.config}')
     tokenizer = args.tokenizer or model_cfg.get('tokenizer', {}).get('path')
     with torch.no_grad():
         result = export_cloc_to_hf(model, args.out_dir, model_cfg, tokenizer_path=tokenizer,

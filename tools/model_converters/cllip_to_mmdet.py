@@ -28,6 +28,11 @@ the source. With neither, every part the source has is converted and the parts i
 (e.g. ``prompter`` of a CLIP checkpoint, which only ``ClocRegionClassifier`` needs) are
 listed as left out; the output's ``meta['left_out']`` names them too.
 
+What the weights need besides their tensors (``meta['cllip_mm_arch']``: the towers'
+activation, the tokenizer) is carried into the output, where the plugins' ``init_weights``
+check it; with ``--config`` the detector is checked here already (``WeightsMetaMismatch``
+naming the source, the key and both values, e.g. QuickGELU weights under a GELU backbone).
+
 Exit status: 0 when every converted tensor fits (with ``--config``: no missing,
 unexpected or mis-shaped key under the converted prefixes), 1 otherwise (also when a
 part that was asked for is missing from the source).
@@ -50,6 +55,12 @@ from cllip_mm.models.converters import (  # noqa: E402
     convert_cllip_state_dict,
     converted_parts,
     load_cllip_state_dict,
+)
+from cllip_mm.utils.weights_meta import (  # noqa: E402
+    META_KEY,
+    compare_weights_meta,
+    model_weights_meta,
+    read_weights_meta,
 )
 
 
@@ -121,6 +132,15 @@ def main(argv=None) -> int:
         img_size = (img_size[0], img_size[-1])
 
     state_dict = load_cllip_state_dict(args.src)
+    # what the weights need besides the tensors (activations, tokenizer): checked against
+    # the --config model, and carried into the output for the plugins' init_weights
+    weights_meta = read_weights_meta(args.src)
+    if model is not None:
+        compare_weights_meta(weights_meta, model_weights_meta(model), args.src,
+                             f'the model of {args.config}')
+    elif weights_meta is None:
+        print(f'{args.src} carries no meta[{META_KEY!r}]: the output carries none either, so '
+              'the activation and tokenizer of the detector cannot be checked')
     converted, report = convert_cllip_state_dict(
         state_dict, img_size=img_size, parts=parts or tuple(PART_PREFIXES))
     # No part was asked for: the parts the source lacks are left out, not missing.
@@ -135,6 +155,8 @@ def main(argv=None) -> int:
     meta = dict(source=osp.abspath(args.src), converter='tools/model_converters/cllip_to_mmdet.py',
                 parts=list(converted_parts(report)), left_out=left_out,
                 img_size=list(img_size) if img_size else None)
+    if weights_meta is not None:
+        meta[META_KEY] = weights_meta
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
     print(f'{args.src} -> {args.dst}')
     print(report.summary())

@@ -3,9 +3,10 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook, CheckpointSaveError, a
 from .non_finite_loss_hook import NonFiniteLossError, SkipNonFiniteLossHook, all_ranks_finite
 from .progress_bar_hook import ProgressBarHook
 from .sampler_state_hook import SamplerStateHook
+from .weights_meta_hook import WeightsMetaHook
 
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointSaveError', 'atomic_write_bytes',
     'NonFiniteLossError', 'SkipNonFiniteLossHook', 'all_ranks_finite', 'ProgressBarHook',
-    'SamplerStateHook'
+    'SamplerStateHook', 'WeightsMetaHook'
 ]
