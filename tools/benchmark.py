@@ -16,6 +16,9 @@ A checkpoint without weights for some of the model's modules (e.g. a CLIP checkp
 a CLOC config: the Prompter would be random) is refused, naming them, as by tools/test.py;
 ``--allow-uninitialised`` evaluates anyway. So is a checkpoint whose meta says its weights
 need another activation (QuickGELU for OpenAI CLIP) or tokenizer than the config builds.
+A warning is logged (and listed under ``data_overlap`` in the JSON) when the training data the
+checkpoint shows (MMEngine's ``meta['cfg']``) overlaps an evaluated set (docs/benchmarks.md,
+"Data leakage").
 """
 import argparse
 import itertools
@@ -34,6 +37,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from cllip_mm.utils import register_all_modules, setup_cpu_distributed, teardown_distributed  # noqa: E402
 from cllip_mm.utils.checkpoint_check import check_checkpoint_for_evaluation  # noqa: E402
+from cllip_mm.utils.data_overlap import warn_data_overlap  # noqa: E402
 
 TASK_DIR = osp.join(ROOT, 'configs', 'benchmarks', '_base_', 'tasks')
 _run_ids = itertools.count()  # distinct experiment names for runs in one process
@@ -161,7 +165,7 @@ def main(argv=None) -> dict:
     register_all_modules(init_default_scope=False)
     work_dir = args.work_dir or osp.join(
         'work_dirs', 'benchmarks', osp.splitext(osp.basename(args.config))[0])
-    results, timings = {}, {}
+    results, timings, overlap = {}, {}, {}
     for task in args.tasks:
         cfg = task_config(args, task, work_dir)
         setup_cpu_distributed(cfg)  # the process group is made once, for every task
@@ -169,8 +173,12 @@ def main(argv=None) -> dict:
         runner = Runner.from_cfg(cfg)
         # MMEngine's load_from only warns of missing weights; the activations and the
         # tokenizer the weights need are in the checkpoint's meta, not its tensors
-        check_checkpoint_for_evaluation(runner.model, args.checkpoint, args.config,
-                                        args.allow_uninitialised)
+        checkpoint = check_checkpoint_for_evaluation(runner.model, args.checkpoint,
+                                                     args.config, args.allow_uninitialised)
+        # the training data the checkpoint shows (meta['cfg']) against the evaluated set
+        overlap[task] = warn_data_overlap(checkpoint, args.checkpoint,
+                                          cfg.test_dataloader.dataset, task)
+        del checkpoint
         results[task] = runner.test()
         timings[task] = round(time.time() - start, 2)
         del runner
@@ -181,7 +189,7 @@ def main(argv=None) -> dict:
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         with open(out, 'w') as f:
             json.dump(dict(config=args.config, checkpoint=args.checkpoint, results=results,
-                           seconds=timings), f, indent=2)
+                           seconds=timings, data_overlap=overlap), f, indent=2)
         print(f'[benchmark] wrote {out}', flush=True)
     teardown_distributed()
     return results
