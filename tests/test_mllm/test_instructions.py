@@ -43,7 +43,23 @@ def test_answers_match_the_records(records):
             other = inst.question()[len(f'where is the {phrase} relative to the '):-1]
             assert record.phrases.count(phrase) == record.phrases.count(other) == 1
             other_box = record.normalized_boxes()[record.phrases.index(other)]
-            assert inst.answer == relation_of(box, other_box, 0.1) is not None
+            # the answer from the geometry (y down), written out here
+            dx = (box[0] + box[2] - other_box[0] - other_box[2]) / 2
+            dy = (box[1] + box[3] - other_box[1] - other_box[3]) / 2
+            expected = (('left' if dx < 0 else 'right') if abs(dx) >= abs(dy) else
+                        ('above' if dy < 0 else 'below'))
+            assert inst.answer == expected
+            assert max(abs(dx), abs(dy)) >= 0.1 and min(abs(dx), abs(dy)) <= max(abs(dx), abs(dy)) / 2
+
+
+def test_relation_of_hand_made_boxes():
+    centre = (0.4, 0.4, 0.6, 0.6)
+    assert relation_of((0.0, 0.4, 0.2, 0.6), centre, 0.1) == 'left'
+    assert relation_of((0.8, 0.45, 1.0, 0.65), centre, 0.1) == 'right'
+    assert relation_of((0.4, 0.0, 0.6, 0.2), centre, 0.1) == 'above'  # y grows downwards
+    assert relation_of((0.35, 0.8, 0.55, 1.0), centre, 0.1) == 'below'
+    assert relation_of((0.45, 0.4, 0.65, 0.6), centre, 0.1) is None  # too close
+    assert relation_of((0.7, 0.7, 0.9, 0.9), centre, 0.1) is None  # diagonal: ambiguous
 
 
 def test_boxes_round_trip_through_the_text(records):
