@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import time
+from typing import Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -43,16 +44,25 @@ def mmdet_tools() -> str:
     return osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 
 
-def run(cmd, env, log_path) -> str:
-    """Run ``cmd``; keep its output in ``log_path``; return it (raise on failure)."""
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    with open(log_path, 'w') as f:
-        f.write(proc.stdout)
+def run(cmd, env, log_path, stats: Optional[dict] = None) -> str:
+    """Run ``cmd``; keep its output in ``log_path``; return it (raise on failure).
+    ``stats``, when given, receives the command's ``wall`` and ``cpu`` (user + system)
+    seconds: on a shared machine the CPU time is what the command would take alone."""
+    start = time.perf_counter()
+    os.makedirs(osp.dirname(osp.abspath(log_path)), exist_ok=True)
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if stats is not None:
+        stats.update(wall=time.perf_counter() - start, cpu=usage.ru_utime + usage.ru_stime)
+    with open(log_path) as f:
+        output = f.read()
     if proc.returncode:
-        tail = '\n'.join(proc.stdout.splitlines()[-30:])
+        tail = '\n'.join(output.splitlines()[-30:])
         raise RuntimeError(f'{" ".join(cmd)} failed ({proc.returncode}); log: {log_path}\n{tail}')
-    return proc.stdout
+    return output
 
 
 def final_metrics(output: str, mode: str) -> dict:
@@ -65,16 +75,62 @@ def final_metrics(output: str, mode: str) -> dict:
     return {k: float(v) for k, v in re.findall(r'(\S+/\S+): (-?[\d.]+)', lines[-1])}
 
 
-def make_cloc_checkpoint(tokenizer_dir: str, path: str) -> None:
+def make_cloc_checkpoint(tokenizer_dir: str, path: str, config: str = TINY_CLOC_CFG,
+                         seed: int = 0) -> str:
+    """Save a randomly initialised cllip_mm model (``config``: a model config such as
+    configs/_base_/models/cloc_vit-tiny-p8.py, or a full pretraining config such as the
+    demo's CLOC / CLIP ones) as an MMEngine checkpoint at ``path``; return ``path``."""
     import torch
     from mmengine import Config
 
     import cllip_mm.models  # noqa: F401
     from cllip_mm.registry import MODELS
-    cfg = Config.fromfile(osp.join(ROOT, TINY_CLOC_CFG)).model
+    cfg = Config.fromfile(osp.join(ROOT, config)).model
     cfg.tokenizer.path = tokenizer_dir
-    torch.manual_seed(0)
-    torch.save({'state_dict': MODELS.build(cfg).state_dict(), 'meta': {}}, path)
+    torch.manual_seed(seed)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    torch.save({'state_dict': MODELS.build(cfg).state_dict(),
+                'meta': dict(random_init=True, config=config, seed=seed)}, path)
+    return path
+
+
+def subprocess_env(**extra: str) -> dict:
+    """This environment with the repository on ``PYTHONPATH`` (plus ``extra``)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    env.update(extra)
+    return env
+
+
+def prepare_data(data_root: Optional[str], work_dir: str, env: dict, num_train: int = 32,
+                 num_val: int = 16, convert: bool = True) -> str:
+    """The synthetic set in mmdet's formats: ``data_root`` (a new one under ``work_dir``
+    when None), converted by synthetic_to_coco.py into ``<data_root>/mmdet`` (always when
+    ``convert``, else only when that folder is missing). Returns the absolute root."""
+    py = sys.executable
+    root = osp.abspath(data_root) if data_root else osp.join(work_dir, 'data')
+    if not data_root:
+        run([py, 'tools/dataset_converters/generate_synthetic_regions.py', '--out', root,
+             '--num-train', str(num_train), '--num-val', str(num_val)], env,
+            osp.join(work_dir, 'generate.log'))
+    if convert or not osp.isdir(osp.join(root, 'mmdet')):
+        run([py, 'tools/dataset_converters/synthetic_to_coco.py', root], env,
+            osp.join(work_dir, 'synthetic_to_coco.log'))
+    return root
+
+
+def convert_checkpoint(source: str, dst: str, env: dict, log_path: str,
+                       config: Optional[str] = None) -> str:
+    """tools/model_converters/cllip_to_mmdet.py ``source`` -> ``dst`` (checked against
+    ``config``'s model when given); returns its report (raises if it fails)."""
+    cmd = [sys.executable, 'tools/model_converters/cllip_to_mmdet.py', source, dst]
+    return run(cmd + (['--config', config] if config else []), env, log_path)
+
+
+def schedule_options(iters: int) -> list:
+    """``--cfg-options`` of a tiny config for ``iters`` iterations, validated at the end."""
+    return ['--cfg-options', f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={iters}']
 
 
 def main(argv=None) -> int:
@@ -91,38 +147,27 @@ def main(argv=None) -> int:
 
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    env = subprocess_env()
     py = sys.executable
     timings, summary, failures = {}, {}, []
 
     start = time.perf_counter()
-    data_root = osp.abspath(args.data_root) if args.data_root else osp.join(work_dir, 'data')
-    if not args.data_root:
-        run([py, 'tools/dataset_converters/generate_synthetic_regions.py', '--out', data_root,
-             '--num-train', str(args.num_train), '--num-val', str(args.num_val)], env,
-            osp.join(work_dir, 'generate.log'))
-    run([py, 'tools/dataset_converters/synthetic_to_coco.py', data_root], env,
-        osp.join(work_dir, 'synthetic_to_coco.log'))
+    data_root = prepare_data(args.data_root, work_dir, env, args.num_train, args.num_val)
     timings['data'] = time.perf_counter() - start
 
     start = time.perf_counter()
     source = args.cloc_checkpoint
     if source is None:
-        source = osp.join(work_dir, 'cloc_tiny_random.pth')
-        make_cloc_checkpoint(osp.join(data_root, 'tokenizer'), source)
+        source = make_cloc_checkpoint(osp.join(data_root, 'tokenizer'),
+                                      osp.join(work_dir, 'cloc_tiny_random.pth'))
     converted = osp.join(work_dir, 'cloc_mmdet.pth')
-    report = run([py, 'tools/model_converters/cllip_to_mmdet.py', source, converted], env,
-                 osp.join(work_dir, 'convert.log'))
+    report = convert_checkpoint(source, converted, env, osp.join(work_dir, 'convert.log'))
     timings['convert'] = time.perf_counter() - start
     print(report)
 
     env.update(CLOC_SYNTHETIC_ROOT=data_root.rstrip('/') + '/', CLOC_TINY_CHECKPOINT=converted)
     tools = mmdet_tools()
-    schedule = ['--cfg-options', f'train_cfg.max_iters={args.iters}',
-                f'train_cfg.val_interval={args.iters}',
-                f'default_hooks.checkpoint.interval={args.iters}',
-                f'param_scheduler.0.end={args.iters}']
+    schedule = schedule_options(args.iters)
     for name in args.only:
         config, names = CONFIGS[name]
         run_dir = osp.join(work_dir, name)
