@@ -1,10 +1,78 @@
-"""Shared fixtures: a tiny synthetic region-text set and a tiny CLOC config on it."""
+"""Shared fixtures: a tiny synthetic region-text set and a tiny CLOC config on it; the
+per-test timeout (``test_timeout`` in pytest.ini, ``@pytest.mark.timeout(s)``)."""
+import faulthandler
 import os.path as osp
+import signal
+import sys
+import threading
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py')
+
+
+# ------------------------------------------------------------------ per-test timeout
+# No plugin: SIGALRM raises in the test (subprocess.run then kills its child), and,
+# for a test stuck in C code where no Python signal handler runs (a collective that
+# never returns), faulthandler prints every thread's stack and exits GRACE s later.
+GRACE = 60
+
+
+class TestTimeout(Exception):
+    """A test ran past its limit (``test_timeout`` / ``@pytest.mark.timeout``)."""
+
+
+def pytest_addoption(parser):
+    parser.addini('test_timeout', 'per-test limit (s) of each of setup / call / teardown; '
+                  '0: none', default='0')
+    parser.addoption('--test-timeout', type=float, default=None,
+                     help='per-test limit (s) in place of the test_timeout ini value; 0: none')
+
+
+def _limit(item) -> float:
+    marker = item.get_closest_marker('timeout')
+    if marker is not None:
+        return float(marker.args[0])
+    option = item.config.getoption('--test-timeout')
+    return float(item.config.getini('test_timeout') if option is None else option)
+
+
+def _armed_phase(item, phase):
+    limit = _limit(item)
+    usable = (limit > 0 and hasattr(signal, 'SIGALRM')
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TestTimeout(f'{item.nodeid}: {phase} ran past its {limit:g} s limit')
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    faulthandler.dump_traceback_later(limit + GRACE, exit=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield from _armed_phase(item, 'setup')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield from _armed_phase(item, 'call')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield from _armed_phase(item, 'teardown')
 
 
 @pytest.fixture(scope='session')
