@@ -110,6 +110,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--log-interval', type=int, default=10)
     parser.add_argument('--keep-checkpoints', action='store_true',
                         help='keep the fine-tuned checkpoints (deleted after the test)')
+    parser.add_argument('--reuse', action='store_true',
+                        help='a run whose directory holds record.json of the same schedule '
+                        'is read, not run again (build one table over several invocations)')
+    parser.add_argument('--table-only', action='store_true',
+                        help='run nothing: the table of the runs already recorded (with '
+                        '--reuse semantics); a (task, init, seed) without a record is left out')
     parser.add_argument('--dry-run', action='store_true',
                         help='write the run configs and print the commands only')
     args = parser.parse_args(argv)
@@ -366,7 +372,27 @@ def fine_tune(task: str, init: str, seed: int, checkpoint: str, args, env: dict,
     missing = [m for m in TASKS[task]['metrics'] if m not in record['test']]
     if missing:
         raise RuntimeError(f'{run_dir}/test: metrics {missing} not reported by test.py')
+    record['schedule_key'] = schedule_key(args)
+    with open(osp.join(run_dir, 'record.json'), 'w') as f:
+        json.dump(record, f, indent=2)
     return record
+
+
+def schedule_key(args) -> dict:
+    """What must match for a recorded run to be reused."""
+    return dict(iters=args.iters, val_interval=args.val_interval, val_images=args.val_images,
+                schedule=args.schedule, warmup=args.warmup, lr=args.lr,
+                layer_decay=args.layer_decay, text_tower=args.text_tower)
+
+
+def recorded(task: str, init: str, seed: int, args, work_dir: str) -> Optional[dict]:
+    """The record of a finished run of this schedule, or None."""
+    path = osp.join(work_dir, task, f'{init}_s{seed}', 'record.json')
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    return record if record.get('schedule_key') == schedule_key(args) else None
 
 
 def main(argv=None) -> int:
@@ -398,7 +424,7 @@ def main(argv=None) -> int:
 
     # convert every init once, checked against the tiny Grounding DINO's encoders
     converted, conversions = {}, {}
-    for name, source in inits.items():
+    for name, source in ({} if args.table_only else inits).items():
         ckpt_dir = osp.join(work_dir, 'checkpoints')
         if source == 'random':
             source = e2e.make_cloc_checkpoint(osp.join(data_root, 'tokenizer'),
@@ -419,6 +445,10 @@ def main(argv=None) -> int:
 
     def one(job):
         task, name, seed = job
+        if args.reuse or args.table_only:
+            record = recorded(task, name, seed, args, work_dir)
+            if record is not None or args.table_only:
+                return record
         try:
             record = fine_tune(task, name, seed, converted[name], args, env, work_dir,
                                val_anns[task])
@@ -433,7 +463,7 @@ def main(argv=None) -> int:
             return dict(task=task, init=name, seed=seed, error=str(error))
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        records = list(pool.map(one, jobs))
+        records = [r for r in pool.map(one, jobs) if r is not None]
 
     summary = dict(
         command=' '.join([osp.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:])),

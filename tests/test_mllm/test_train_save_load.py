@@ -132,3 +132,30 @@ def test_tuning_the_tower_is_an_option(tiny_cloc_checkpoint, trained, tmp_path):
     for prefix in ('model.vision_tower.', 'region_sampler.'):
         keys = [k for k in after if k.startswith(prefix) and after[k].is_floating_point()]
         assert any(not torch.equal(after[k], before[k]) for k in keys), prefix
+
+
+def test_demo_script_draws_the_answer(trained, tmp_path):
+    """demo/region_mllm_demo.py on a saved model: the printed answer is ``ask``'s, and
+    the picture is the upscaled image with the answer's boxes drawn in red."""
+    import cv2
+    model, tokenizer, val = trained['model'], trained['tokenizer'], trained['val']
+    RegionMLLM(model, tokenizer).save_pretrained(str(tmp_path / 'hf'))
+    inst = next(i for i in trained['val_inst'] if i.task == 'grounding')
+    record = val[inst.image_index]
+    question = inst.question(region_token=False)
+    expected = RegionMLLM(model, tokenizer).ask(record.img_path, question)
+    import importlib.util
+    import os.path as osp
+    path = osp.join(osp.dirname(__file__), '..', '..', 'demo', 'region_mllm_demo.py')
+    spec = importlib.util.spec_from_file_location('region_mllm_demo', path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    out = str(tmp_path / 'answer.png')
+    assert demo.main([str(tmp_path / 'hf'), record.img_path, question, '--out', out,
+                      '--scale', '2']) == 0
+    picture, image = cv2.imread(out), cv2.imread(record.img_path)
+    assert picture.shape == (2 * image.shape[0] + 56, 2 * image.shape[1], 3)
+    red = (picture[..., 2] == 255) & (picture[..., 1] == 0) & (picture[..., 0] == 0)
+    assert red.any() == bool(expected.boxes)
+    with pytest.raises(SystemExit):
+        demo.parse_args([str(tmp_path), record.img_path, 'q', '--boxes', '1', '2', '3'])

@@ -137,3 +137,16 @@ def test_command_end_to_end_closed_set(compare, synthetic_root, tmp_path):
     report = summary['conversions']['random']['report']
     assert ' -> ' in report[0] and report[-1] == 'Result: OK'
     assert not osp.exists(osp.join(run['run_dir'], 'iter_2.pth'))
+
+    # --reuse reads the recorded run instead of training again; --table-only runs nothing
+    train_log = osp.join(run['run_dir'], 'train.log')
+    stamp = osp.getmtime(train_log)
+    assert compare.main(argv + ['--reuse']) == 0
+    assert osp.getmtime(train_log) == stamp
+    again, = json.load(open(work_dir / 'summary.json'))['results']['det']['random']['runs']
+    assert again['test'] == run['test']
+    # another schedule is not the recorded one: left out of a table-only summary
+    assert compare.main(argv[:8] + ['--iters', '4', '--val-interval', '2', '--val-images',
+                                     '2', '--log-interval', '1', '--warmup', '0',
+                                     '--table-only']) == 0
+    assert json.load(open(work_dir / 'summary.json'))['results']['det']['random']['runs'] == []
