@@ -12,6 +12,15 @@ def make_prompter(**kwargs):
     return Prompter(**cfg).eval()
 
 
+def add_noise(module, seed=0):
+    """Seeded noise on every weight: no zero-initialised layer passes its input through."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(torch.randn(param.shape, generator=g) * 0.1)
+    return module
+
+
 def test_roi_features_of_one_patch_box_on_linear_map():
     # On a feature map that is linear in x and y, RoIAlign (aligned=True) of a box that
     # covers exactly patch (row 2, col 3) of a 6x6 grid returns that patch's value.
@@ -47,15 +56,23 @@ def test_region_embedding_depends_on_box_and_image():
 
 
 def test_roi_pooler_ablation_skips_layers():
-    prompter = make_prompter(region_pooler='roi')
+    """region_pooler='roi': a region's embedding is read from the RoI features alone: the
+    same with 1 or 3 Prompter layers (shared weights), and blind to tokens away from the
+    box, which the attention of the default pooler does see."""
     tokens = torch.randn(1, 32, 6, 6)
-    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])
-    for p in prompter.layers.parameters():
-        p.data.add_(1.0)
-    expected = prompter.proj(prompter.ln_out(
-        prompter.encode_boxes(boxes) + prompter.box_type_embed
-        + prompter.roi_proj['final'](prompter.roi_features(tokens, boxes))))
-    torch.testing.assert_close(prompter(tokens, boxes), expected)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])  # patches rows / cols 0..2
+    far = tokens.clone()
+    far[..., 4:, :] += torch.randn(1, 32, 2, 6)  # rows 4, 5 and cols 4, 5: out of
+    far[..., :, 4:] += torch.randn(1, 32, 6, 2)  # reach of the box's bilinear samples
+    shallow = add_noise(make_prompter(region_pooler='roi', num_layers=1))
+    deep = add_noise(make_prompter(region_pooler='roi', num_layers=3), seed=1)
+    deep.load_state_dict(shallow.state_dict(), strict=False)  # + 2 layers of its own
+    with torch.no_grad():
+        roi = shallow(tokens, boxes)
+        torch.testing.assert_close(deep(tokens, boxes), roi)
+        torch.testing.assert_close(shallow(far, boxes), roi)
+        attention = add_noise(make_prompter())
+        assert not torch.allclose(attention(far, boxes), attention(tokens, boxes))
 
 
 def test_grounding_head_outputs_normalised_cxcywh():
@@ -83,32 +100,42 @@ def test_roi_sources_patch_embed_and_both():
 
 
 def test_context_sources_add_stem_tokens_to_what_layers_attend_to():
+    """context_sources=('final', 'patch_embed'): the stem's map reaches the region
+    embeddings (no RoI source reads it) and the grounding boxes; with ('final', ) alone
+    neither depends on it."""
     tokens, embeds = torch.randn(1, 32, 6, 6), torch.randn(1, 32, 6, 6)
-    prompter = make_prompter(context_sources=('final', 'patch_embed'))
-    context = prompter.image_context(tokens, embeds)
-    expected = tokens.flatten(2).transpose(1, 2) + prompter.context_proj['patch_embed'](
-        embeds.flatten(2).transpose(1, 2))
-    torch.testing.assert_close(context, expected)
-    head = GroundingHead(embed_dim=16, width=32)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])
     text = torch.randn(1, 2, 16)
-    a = head(text, tokens, prompter, embeds)
-    b = head(text, tokens, prompter, embeds + 1.0)
-    assert not torch.allclose(a, b)
+    head = GroundingHead(embed_dim=16, width=32).eval()
+    with torch.no_grad():
+        both = add_noise(make_prompter(context_sources=('final', 'patch_embed')))
+        assert not torch.allclose(both(tokens, boxes, embeds), both(tokens, boxes, embeds + 1.0))
+        assert not torch.allclose(head(text, tokens, both, embeds),
+                                  head(text, tokens, both, embeds + 1.0))
+        final = add_noise(make_prompter(context_sources=('final', )))
+        torch.testing.assert_close(final(tokens, boxes, embeds), final(tokens, boxes, embeds + 1.0))
+        torch.testing.assert_close(head(text, tokens, final, embeds),
+                                   head(text, tokens, final, embeds + 1.0))
     with pytest.raises(ValueError, match='patch_embed'):
-        head(text, tokens, prompter)
+        head(text, tokens, both)
     with pytest.raises(ValueError, match="must contain 'final'"):
         make_prompter(context_sources=('patch_embed', ))
 
 
 def test_context_pos_encoding_tells_positions_apart():
-    prompter = make_prompter(context_pos_encoding=True)
-    constant = torch.ones(1, 32, 6, 6)
-    context = prompter.image_context(constant)
-    # Identical token content, distinct positions -> distinct image tokens.
-    assert context.shape == (1, 36, 32)
-    assert torch.cdist(context[0], context[0]).add(torch.eye(36)).min() > 0
-    plain = make_prompter().image_context(constant)
-    assert torch.allclose(plain[0], plain[0, :1].expand(36, -1))
+    """Without RoI content (roi_sources=()), a box's prompt reads the image by attention
+    alone, a set operation: mirroring the token map changes nothing, unless the image
+    tokens carry their position (context_pos_encoding)."""
+    tokens = torch.randn(1, 32, 6, 6)
+    mirrored = tokens.flip(-1)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.2, 0.4, 0.9, 1.0]]])
+    with torch.no_grad():
+        plain = add_noise(make_prompter(roi_sources=()))
+        torch.testing.assert_close(plain(mirrored, boxes), plain(tokens, boxes),
+                                   atol=1e-5, rtol=1e-5)
+        positional = add_noise(make_prompter(roi_sources=(), context_pos_encoding=True))
+        assert not torch.allclose(positional(mirrored, boxes), positional(tokens, boxes),
+                                  atol=1e-3)
 
 
 # ---------------------------------------------------------------- memory layout
@@ -200,22 +227,26 @@ def head_with_zeroed_box_mlp(box_mode: str, seed: int) -> GroundingHead:
     return head
 
 
-def phrase_token_scores(head, prompter, texts, tokens):
-    """The phrases' token scores [B, R, N], recomputed step by step from the parts."""
-    context = prompter.image_context(tokens)
-    prompts = prompter.run_layers(head.text_proj(texts) + head.text_type_embed, context)
-    return head.token_scores(prompts, context)
-
-
 def test_anchored_grounding_box_centre_is_the_score_weighted_token_centre():
     """With the box MLP's last layer zeroed, an 'anchored' box sits at the softmax-weighted
-    mean of the token centres (x along the width, y along the height) with size 0.5."""
+    mean of the token centres (x along the width, y along the height) with size 0.5: at
+    the image centre on a constant map (equal scores), and, on any map, weighted by the
+    phrase's token scores that a 'token' head with the same weights is trained on."""
     prompter = make_prompter()
     head = head_with_zeroed_box_mlp('anchored', seed=2)
-    texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 6)  # h=4, w=6
+    texts = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        flat = head(texts, torch.ones(2, 32, 4, 6), prompter)
+    torch.testing.assert_close(flat, torch.full_like(flat, 0.5))
+
+    tokens = torch.randn(2, 32, 4, 6)  # h=4, w=6
+    token_head = GroundingHead(embed_dim=16, width=32, box_mode='token')
+    token_head.load_state_dict(head.state_dict())
     with torch.no_grad():
         boxes = head(texts, tokens, prompter)
-        weights = phrase_token_scores(head, prompter, texts, tokens).softmax(-1)
+        scores = token_head.forward_train(texts, tokens, prompter, torch.zeros(2, 3, 4),
+                                          torch.ones(2, 3, dtype=torch.bool)).token_logits
+    weights = scores.view(2, 3, 24).softmax(-1)
     xs = ((torch.arange(6) + 0.5) / 6).repeat(4)  # row-major: x varies fastest
     ys = ((torch.arange(4) + 0.5) / 4).repeat_interleave(6)
     torch.testing.assert_close(boxes[..., 0], weights @ xs, atol=1e-4, rtol=0)
@@ -229,13 +260,15 @@ def test_anchored_grounding_box_centre_is_the_score_weighted_token_centre():
 
 def test_token_grounding_reads_the_box_at_the_best_scoring_token():
     """'token' mode: with the box MLP's last layer zeroed, the box sits at the centre of the
-    argmax token of the phrase's scores, size 0.5."""
+    token that the phrase scores highest (the scores forward_train trains), size 0.5."""
     prompter = make_prompter()
     head = head_with_zeroed_box_mlp('token', seed=3)
     texts, tokens = torch.randn(2, 3, 16), torch.randn(2, 32, 4, 6)  # h=4, w=6
     with torch.no_grad():
         boxes = head(texts, tokens, prompter)
-        best = phrase_token_scores(head, prompter, texts, tokens).argmax(-1)  # [2, 3]
+        scores = head.forward_train(texts, tokens, prompter, torch.zeros(2, 3, 4),
+                                    torch.ones(2, 3, dtype=torch.bool)).token_logits
+    best = scores.argmax(-1).view(2, 3)
     row, col = best // 6, best % 6
     torch.testing.assert_close(boxes[..., 0], (col + 0.5) / 6)
     torch.testing.assert_close(boxes[..., 1], (row + 0.5) / 4)
@@ -264,12 +297,14 @@ def test_token_grounding_training_targets():
     assert len(out.boxes) == 4 + 1 + 6
     torch.testing.assert_close(out.box_targets[:5], target_boxes[[0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])
     torch.testing.assert_close(out.box_weights, torch.tensor([0.25] * 4 + [1.0] + [1 / 6] * 6))
-    # each box is the one read at its token: equal to the inference path forced to that token
-    with torch.no_grad():
-        prompts, context = head._prompts_and_context(texts, tokens, prompter, None)
-        first = head.boxes_at_tokens(prompts, context, (4, 4), torch.tensor([0]),
-                                     torch.tensor([0]), torch.tensor([0]))
-    torch.testing.assert_close(out.boxes[:1].detach(), first)
+    # each box is read at its token: with the box MLP's last layer zeroed, at the token's
+    # centre with size 0.5 (tokens 0, 1, 4, 5 | 14 | 1, 2, 3, 5, 6, 7 of the 4 x 4 grid)
+    torch.nn.init.zeros_(head.box_head.layers[-1].weight)
+    torch.nn.init.zeros_(head.box_head.layers[-1].bias)
+    at_centres = head.forward_train(texts, tokens, prompter, target_boxes, valid).boxes.detach()
+    read_at = torch.tensor([0, 1, 4, 5, 14, 1, 2, 3, 5, 6, 7])
+    centres = torch.stack([(read_at % 4 + 0.5) / 4, (read_at // 4 + 0.5) / 4], -1)
+    torch.testing.assert_close(at_centres, torch.cat([centres, torch.full((11, 2), 0.5)], -1))
     # the MLP head: one box per valid region, no token terms
     mlp = GroundingHead(embed_dim=16, width=32).forward_train(texts, tokens, prompter,
                                                              target_boxes, valid)
@@ -278,21 +313,22 @@ def test_token_grounding_training_targets():
 
 def test_token_grounding_rescoring_keeps_the_candidate_closest_to_the_phrase():
     """rescore_topk = N (every token a candidate): the box is the one, among the boxes read
-    at all tokens, whose region embedding (Prompter.forward on it) best matches the phrase."""
+    at all tokens (forward_train's boxes for a target box holding every token centre), whose
+    region embedding (the Prompter on it) best matches the phrase."""
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
     prompter = make_prompter()
     torch.manual_seed(4)
     head = GroundingHead(embed_dim=16, width=32, box_mode='token', rescore_topk=24).eval()
     texts, tokens = torch.randn(1, 2, 16), torch.randn(1, 32, 4, 6)
+    whole = torch.tensor([[[0.0, 0.0, 1.0, 1.0]] * 2])
     with torch.no_grad():
         boxes = head(texts, tokens, prompter)
-        prompts, context = head._prompts_and_context(texts, tokens, prompter, None)
+        every = head.forward_train(texts, tokens, prompter, whole,
+                                   torch.ones(1, 2, dtype=torch.bool)).boxes.view(2, 24, 4)
         for r in range(2):
-            every = head.boxes_at_tokens(prompts, context, (4, 4 + 2), torch.zeros(24).long(),
-                                         torch.full((24, ), r), torch.arange(24))
-            embeds = prompter(tokens, bbox_cxcywh_to_xyxy(every).clamp(0, 1)[None])[0]
+            embeds = prompter(tokens, bbox_cxcywh_to_xyxy(every[r]).clamp(0, 1)[None])[0]
             best = torch.nn.functional.cosine_similarity(embeds, texts[0, r][None]).argmax()
-            torch.testing.assert_close(boxes[0, r], every[best])
+            torch.testing.assert_close(boxes[0, r], every[r, best])
         head.rescore_topk = 1  # without rescoring: the best-scoring token's box, here another
         assert not torch.allclose(head(texts, tokens, prompter), boxes)
 
