@@ -1,4 +1,3 @@
-import math
 import os.path as osp
 
 import pytest
@@ -33,9 +32,11 @@ class FixedBoxDetector(BaseDetector):
         self.boxes, self.scores = torch.tensor(boxes), torch.tensor(scores)
 
     def predict(self, batch_inputs, batch_data_samples, rescale=True):
-        assert rescale is False
         for s in batch_data_samples:
-            s.pred_instances = InstanceData(bboxes=self.boxes.clone(), scores=self.scores.clone(),
+            boxes = self.boxes.clone()
+            if rescale:  # as mmdet's detectors: back to the original image
+                boxes = boxes / boxes.new_tensor(s.metainfo['scale_factor']).repeat(2)
+            s.pred_instances = InstanceData(bboxes=boxes, scores=self.scores.clone(),
                                             labels=torch.zeros(len(self.scores), dtype=torch.long))
         return batch_data_samples
 
@@ -85,7 +86,8 @@ def test_scores_are_the_cloc_region_text_softmax(synthetic_root, converted_check
         boxes_norm = torch.tensor(BOXES)[None] / torch.tensor([96., 64., 96., 64.])
         regions = tiny_cloc.embed_regions(images, boxes_norm)[0]
         text = tiny_cloc.embed_texts(list(CLASSES))
-        scale = tiny_cloc.region_loss.logit_scale.clamp(max=math.log(100)).exp()
+        # the pretraining model's temperature as its weights store it (log scale, cap 100)
+        scale = min(float(tiny_cloc.state_dict()['region_loss.logit_scale'].exp()), 100.0)
         probs = (scale * regions @ text.t()).softmax(-1)
     assert len(result) == 6  # every (box, class) pair
     expected = sorted(probs.flatten().tolist(), reverse=True)
@@ -129,14 +131,39 @@ def test_fvlm_fusion_of_proposal_scores(synthetic_root):
     assert out.scores.sum().item() == pytest.approx(2.0, abs=1e-5)
 
 
-def test_detector_box_source(synthetic_root):
-    model = build(synthetic_root, box_source='detector',
+def test_detector_box_source(synthetic_root, monkeypatch):
+    """box_source='detector': the detector's boxes (network-input pixels, its own scores)
+    are classified and its scores fused, with the answer written out here: classes whose
+    text embeddings are the region embeddings of box 0 / box 1, probabilities
+    softmax(scale * cos), F-VLM fusion with the default weights (all classes novel:
+    det^0.35 * p^0.65), every (box, class) pair, boxes back in each image's own frame.
+
+    Broken variants checked (each fails this test): the detector's scores not fused
+    (``get_boxes`` returning None scores); the detector asked for rescaled boxes
+    (``rescale=True``: boxes scaled back twice); the scores of the two boxes swapped."""
+    model = build(synthetic_root, class_names=('a', 'b'), box_source='detector',
                   detector=dict(type='FixedBoxDetector', boxes=BOXES, scores=[0.8, 0.4]),
                   score_fusion=dict())
+    images = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
-        out = model.predict(torch.randn(2, 3, 64, 96), [sample([[1., 1., 5., 5.]]),
-                                                        sample([[1., 1., 5., 5.]])])
-    assert all(len(s.pred_instances) == 6 for s in out)
+        regions = model.region_embeddings(images, [torch.tensor(BOXES)] * 2)  # [2, 2, D]
+    # one class list for both images: each image's region embeddings, the first's here
+    monkeypatch.setattr(model, 'class_embeddings', lambda names: regions[0])
+    with torch.no_grad():
+        out = model.predict(images, [sample([[1., 1., 5., 5.]], scale_factor=(2., 2.)),
+                                     sample([[1., 1., 5., 5.]], scale_factor=(1., 1.))])
+    scale = min(float(model.logit_scale.exp()), 100.0)
+    det = torch.tensor([0.8, 0.4])
+    for i, factor in enumerate((2., 1.)):
+        probs = (scale * regions[i] @ regions[0].t()).softmax(-1)  # [box, class]
+        fused = det[:, None] ** 0.35 * probs ** 0.65
+        expected = sorted(((float(fused[k, c]), k, c) for k in range(2) for c in range(2)),
+                          reverse=True)
+        got = out[i].pred_instances
+        assert len(got) == 4
+        torch.testing.assert_close(got.scores, torch.tensor([e[0] for e in expected]))
+        assert got.labels.tolist() == [e[2] for e in expected]
+        torch.testing.assert_close(got.bboxes, torch.tensor([BOXES[e[1]] for e in expected]) / factor)
 
 
 def test_selection_threshold_topk_and_nms(synthetic_root):
@@ -179,16 +206,13 @@ def test_region_embeddings_do_not_depend_on_memory_layout(synthetic_root, conver
     images = torch.randn(2, 3, 64, 96, generator=g)
     boxes = [torch.tensor(BOXES), torch.tensor(BOXES[:1])]
     with torch.no_grad():
-        vit = model.extract_feat(images.contiguous())
-        padded = torch.zeros(2, 2, 4)
-        padded[0] = torch.tensor(BOXES) / torch.tensor([96., 64., 96., 64.])
-        padded[1, :1] = padded[0, :1]
-        expected = F.normalize(model.prompter(vit.patch_tokens.contiguous(), padded,
-                                              vit.patch_embeds.contiguous()), dim=-1)
+        # the reference: contiguous images, each image alone with its own boxes
+        expected = [model.region_embeddings(images[i:i + 1].contiguous(), boxes[i:i + 1])[0]
+                    for i in range(2)]
         for name, x in {'contiguous': images,
                         'channels_last': images.contiguous(memory_format=torch.channels_last),
                         'permuted_hwc': images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
                         }.items():
             got = model.region_embeddings(x, boxes)
             torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=1e-5, msg=name)
-            torch.testing.assert_close(got[1, :1], expected[1, :1], atol=1e-5, rtol=1e-5, msg=name)
+            torch.testing.assert_close(got[1, :1], expected[1], atol=1e-5, rtol=1e-5, msg=name)

@@ -137,14 +137,12 @@ def test_embed_regions_is_layout_independent_in_both_modes(make_tiny_cloc_cfg):
     boxes = torch.tensor([[[0.1, 0.1, 0.6, 0.5], [0.4, 0.3, 1.0, 0.9]],
                           [[0.0, 0.5, 0.5, 1.0], [0.2, 0.0, 0.9, 0.4]]])
     with torch.no_grad():
-        # References built from contiguous memory by hand, outside embed_regions.
-        vit = model.image_encoder(images.contiguous())
-        expected = {
-            'prompter': torch.nn.functional.normalize(model.prompter(
-                vit.patch_tokens.contiguous(), boxes, vit.patch_embeds.contiguous()), dim=-1),
-            'crop': model._embed_crops(images.contiguous(), boxes),
-        }
+        # the reference: contiguous images; and a region's embedding is its image's alone
+        expected = {mode: model.embed_regions(images.contiguous(), boxes, mode=mode)
+                    for mode in ('prompter', 'crop')}
         for mode in ('prompter', 'crop'):
+            alone = model.embed_regions(images[1:].clone(), boxes[1:, 1:], mode=mode)
+            torch.testing.assert_close(alone[0, 0], expected[mode][1, 1], atol=1e-5, rtol=1e-5)
             for name, x in _image_layouts(images).items():
                 torch.testing.assert_close(model.embed_regions(x, boxes, mode=mode), expected[mode],
                                            atol=1e-5, rtol=1e-5, msg=f'{mode}, {name}')

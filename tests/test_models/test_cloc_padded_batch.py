@@ -2,7 +2,8 @@
 """CLOC on a padded batch: images smaller than the batch input (``img_shape`` smaller
 than ``inputs.shape[-2:]``, padded bottom / right by the data preprocessor) give the
 prompter and the grounding loss boxes in the frame of the padded input, where the
-pixels of each box really are."""
+pixels of each box really are: the losses equal those of images padded by hand, the
+region embeddings those of the boxes at pixels / input size."""
 import numpy as np
 import pytest
 import torch
@@ -40,51 +41,44 @@ def model_and_batch(make_tiny_cloc_cfg):
     return model, model.data_preprocessor(batch, True)
 
 
-def record_calls(module, monkeypatch):
-    calls = []
-    forward = module.forward
-
-    def recording(*args, **kwargs):
-        calls.append(args)
-        return forward(*args, **kwargs)
-
-    monkeypatch.setattr(module, 'forward', recording)
-    return calls
-
-
-def test_boxes_are_in_the_padded_input_frame(model_and_batch, monkeypatch):
+def test_boxes_are_in_the_padded_input_frame(model_and_batch):
     model, data = model_and_batch
     inputs, samples = data['inputs'], data['data_samples']
     assert inputs.shape == (3, 3, 32, 32)  # padded to the largest image
     assert [tuple(s.img_shape) for s in samples] == [hw for hw, _, _ in IMAGES]
-    prompter_calls = record_calls(model.prompter, monkeypatch)
-    grounding_calls = record_calls(model.grounding_loss, monkeypatch)
-    losses = model(**data, mode='loss')
-    assert all(torch.isfinite(losses[k]) for k in ('loss_clip', 'loss_region', 'loss_ground'))
-
-    (_, boxes, _), = prompter_calls  # [B, Rmax, 4] normalised xyxy
-    assert boxes.shape == (3, 2, 4)
     mean = model.data_preprocessor.mean.flatten()
     std = model.data_preprocessor.std.flatten()
-    valid = []
     for b, (_, gt_boxes, colours) in enumerate(IMAGES):
-        for r in range(2):
-            if r >= len(gt_boxes):
-                assert boxes[b, r].abs().sum() == 0  # a padding row
-                continue
-            valid.append(boxes[b, r])
-            # Normalised by the batch input (32 x 32), not by the image's own size.
-            pixels = boxes[b, r] * torch.tensor([32., 32., 32., 32.])
-            torch.testing.assert_close(pixels, torch.tensor(gt_boxes[r], dtype=torch.float32),
-                                       atol=1e-4, rtol=0)
-            x1, y1, x2, y2 = pixels.round().long().tolist()
-            # ... and there, in the padded input, are the pixels painted in the box
-            rgb = torch.tensor(colours[r][::-1], dtype=torch.float32)
+        for (x1, y1, x2, y2), colour in zip(gt_boxes, colours):
+            # in the padded input, the box's pixels are where they were in the image
+            rgb = torch.tensor(colour[::-1], dtype=torch.float32)
             expected = ((rgb - mean) / std)[:, None, None].expand(3, y2 - y1, x2 - x1)
             torch.testing.assert_close(inputs[b, :, y1:y2, x1:x2], expected)
-    # The grounding loss is asked for the same boxes (the R valid ones, in order).
-    # ('token' head: each region's target once per box read for it, in region order)
-    (_, targets, weights), = grounding_calls[:1]
-    torch.testing.assert_close(torch.unique_consecutive(targets, dim=0), torch.stack(valid))
-    assert weights.sum().item() == pytest.approx(len(valid))  # each region weighs 1
 
+    # Training: the same losses as for 32 x 32 images holding the padding as their own
+    # pixels (boxes normalised by the input, not by each image's own size).
+    def losses(batch_samples):
+        torch.manual_seed(1)
+        out = model(inputs, batch_samples, mode='loss')
+        return {k: out[k].detach() for k in ('loss_clip', 'loss_region', 'loss_ground')}
+
+    padded = losses(samples)
+    assert all(torch.isfinite(v) for v in padded.values())
+    whole = [s.clone() for s in samples]
+    for s in whole:
+        s.set_metainfo(dict(img_shape=(32, 32)))
+    for key, value in losses(whole).items():
+        torch.testing.assert_close(value, padded[key], msg=key)
+
+    # Inference: each region's embedding is the one of its box in the input's frame,
+    # i.e. pixels / 32 (CLOC.embed_regions, image by image).
+    model.eval()
+    with torch.no_grad():
+        predicted = model(inputs, [s.clone() for s in samples], mode='predict')
+        for b, (_, gt_boxes, _) in enumerate(IMAGES):
+            if not gt_boxes:
+                continue
+            boxes = torch.tensor(gt_boxes, dtype=torch.float32)[None] / 32
+            torch.testing.assert_close(predicted[b].pred_regions.embeds,
+                                       model.embed_regions(inputs[b:b + 1], boxes)[0],
+                                       atol=1e-5, rtol=1e-5)
