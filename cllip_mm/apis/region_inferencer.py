@@ -4,7 +4,7 @@ embeddings of a CLOC model in one call (MMEngine's ``BaseInferencer``)."""
 import os.path as osp
 import warnings
 from datetime import datetime
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import mmcv
 import numpy as np
@@ -18,10 +18,9 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
-from cllip_mm.models.multimodal.cloc import pack_regions
-from cllip_mm.models.utils import ensemble_class_embeddings
+from cllip_mm.models.utils.state_dict import strip_module_prefixes
 from cllip_mm.registry import TRANSFORMS, VISUALIZERS
-from cllip_mm.structures import RegionTextDataSample, denormalize_boxes, normalize_boxes
+from cllip_mm.structures import RegionTextDataSample, denormalize_boxes
 from cllip_mm.utils import register_all_modules
 from cllip_mm.visualization import RegionTextVisualizer
 from .hf_model import cloc_from_hf_dir, is_hf_dir
@@ -52,19 +51,6 @@ class ImageInputLoader(BaseTransform):
         results['img'] = img
         results['img_shape'] = results['ori_shape'] = img.shape[:2]
         return results
-
-
-def _grid_boxes(input_hw: Tuple[int, int], patch_size: int, window: float) -> torch.Tensor:
-    """One box per patch of the input grid: centred on the patch, ``window`` patches
-    wide and high, clipped to the input. Returns [gh * gw, 4] normalised xyxy (row-major)."""
-    h, w = input_hw
-    gh, gw = h // patch_size, w // patch_size
-    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * patch_size
-    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * patch_size
-    cy, cx = torch.meshgrid(ys, xs, indexing='ij')
-    half = window * patch_size / 2
-    boxes = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=-1).reshape(-1, 4)
-    return normalize_boxes(boxes, input_hw)
 
 
 class RegionInferencer(BaseInferencer):
@@ -130,7 +116,6 @@ class RegionInferencer(BaseInferencer):
                                  f'weights, do not pass weights={weights!r}')
             self._weights_name = model
             model, self._hf_state_dict = cloc_from_hf_dir(model)
-        self._text_cache: Dict[tuple, torch.Tensor] = {}
         super().__init__(model=model, weights=weights, device=device, scope=scope,
                          show_progress=show_progress)
         self.device = next(self.model.parameters()).device
@@ -145,9 +130,7 @@ class RegionInferencer(BaseInferencer):
         if checkpoint is None:
             warnings.warn('RegionInferencer: no weights given, the model is randomly initialised')
             return
-        state_dict = checkpoint.get('state_dict', checkpoint)
-        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
-                      for k, v in state_dict.items()}
+        state_dict = strip_module_prefixes(checkpoint.get('state_dict', checkpoint))
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         required = [k for k in missing if k.split('.')[0] in REQUIRED_MODULES]
         if required:
@@ -283,14 +266,6 @@ class RegionInferencer(BaseInferencer):
         out[:, 1::2] = out[:, 1::2].clamp(0, h)
         return out
 
-    def _region_embeds(self, inputs, samples) -> List[torch.Tensor]:
-        """Embeddings [R_i, D] of each sample's boxes (``gt_regions``)."""
-        regions = pack_regions(samples, inputs.shape[-2:], inputs.device)
-        if regions.boxes.shape[1] == 0:
-            return [inputs.new_zeros(0, self.model.text_encoder.embed_dim) for _ in samples]
-        embeds = self.model.embed_regions(inputs, regions.boxes)
-        return [e[v] for e, v in zip(embeds, regions.valid)]
-
     def _input_boxes(self, sample) -> torch.Tensor:
         if 'gt_regions' not in sample:
             return torch.zeros(0, 4)
@@ -299,7 +274,7 @@ class RegionInferencer(BaseInferencer):
     def _forward_embed(self, inputs, samples) -> None:
         image_embeds = self.model.embed_images(inputs)
         has_boxes = any('gt_regions' in s and len(s.gt_regions) for s in samples)
-        region_embeds = self._region_embeds(inputs, samples) if has_boxes else None
+        region_embeds = self.model.embed_sample_regions(inputs, samples) if has_boxes else None
         for i, sample in enumerate(samples):
             sample.image_embed = image_embeds[i]
             if region_embeds is not None:
@@ -308,35 +283,20 @@ class RegionInferencer(BaseInferencer):
 
     def vocabulary_embeds(self, vocabulary: Sequence[str],
                           templates: Optional[Sequence[str]] = None) -> torch.Tensor:
-        """Class embeddings [V, D]: each name in every template (``'{}'`` marks the
-        name), embedded as a region phrase, averaged over templates and L2-normalised
-        (CLIP's prompt ensembling). Default template: the model's ``vocabulary_template``
-        (what ``CLOC.predict`` uses)."""
-        templates = tuple(templates or (self.model.vocabulary_template, ))
-        for t in templates:
-            if '{}' not in t:
-                raise ValueError(f"template {t!r} has no '{{}}' for the name")
-        key = (tuple(vocabulary), templates)
-        if key not in self._text_cache:
-            self._text_cache = {
-                key: ensemble_class_embeddings(self.model.embed_phrases, vocabulary, templates)}
-        return self._text_cache[key]
-
-    def region_logit_scale(self) -> float:
-        """exp(log scale) of region-text logits: the region loss's if trained, else
-        the image-text loss's (capped at 100 as in training)."""
-        for loss in (getattr(self.model, 'region_loss', None), self.model.clip_loss):
-            if loss is not None and hasattr(loss, 'logit_scale'):
-                return float(loss.logit_scale.detach().exp().clamp(max=100))
-        return 100.
+        """Class embeddings [V, D] of ``vocabulary`` as region phrases
+        (``CLOC.class_embeddings`` with the phrase context, cached by the model): each
+        name in every template (``'{}'`` marks the name), averaged over templates and
+        L2-normalised (CLIP's prompt ensembling). Default template: the model's
+        ``vocabulary_template``."""
+        return self.model.class_embeddings(
+            vocabulary, self.model.phrase_context_length,
+            templates or (self.model.vocabulary_template, ))
 
     def _forward_classify(self, inputs, samples, vocabulary, templates) -> None:
         class_embeds = self.vocabulary_embeds(vocabulary, templates)
-        region_embeds = self._region_embeds(inputs, samples)
-        scale = self.region_logit_scale()
+        region_embeds = self.model.embed_sample_regions(inputs, samples)
         for sample, embeds in zip(samples, region_embeds):
-            similarity = embeds @ class_embeds.t()
-            probs = (scale * similarity).softmax(-1)
+            similarity, probs = self.model.score_regions(embeds, class_embeds)
             scores, labels = probs.max(-1) if len(embeds) else (probs.new_zeros(0),
                                                                   probs.new_zeros(0, dtype=torch.long))
             sample.set_metainfo(dict(vocabulary=tuple(vocabulary)))
@@ -353,44 +313,29 @@ class RegionInferencer(BaseInferencer):
 
     def _forward_ground(self, inputs, samples) -> None:
         texts = [self._sample_texts(s, 'ground') for s in samples]
-        # One encoder pass grounds the phrases and scores the boxes found: the score is the
-        # cosine between the phrase and the Prompter's embedding of its box.
-        vit = self.model.image_encoder(inputs)
-        boxes, valid, phrase_embeds = self.model.ground_padded(vit, texts)
-        scores = inputs.new_zeros(valid.shape)
-        if valid.any():
-            regions = self.model.embed_boxes_of(vit, boxes, valid)
-            scores[valid] = (regions[valid] * phrase_embeds).sum(-1)
-        pixels = denormalize_boxes(boxes, inputs.shape[-2:])
+        grounded = self.model.ground_with_scores(inputs, texts)
+        pixels = denormalize_boxes(grounded.boxes, inputs.shape[-2:])
         for i, sample in enumerate(samples):
             n = len(texts[i])
             sample.pred_regions = InstanceData(
-                bboxes=self._to_original(pixels[i, :n], sample), scores=scores[i, :n],
+                bboxes=self._to_original(pixels[i, :n], sample), scores=grounded.scores[i, :n],
                 phrases=texts[i])
 
     def _forward_similarity(self, inputs, samples, window: float, mode: str) -> None:
-        h, w = inputs.shape[-2:]
-        patch = self.model.image_encoder.patch_size
-        gh, gw = h // patch, w // patch
-        if mode == 'prompter':
-            grid = _grid_boxes((h, w), patch, window).to(inputs.device)
-            embeds = self.model.embed_regions(inputs, grid.expand(len(samples), -1, -1))
-        else:  # the patch tokens through ln_post and the image projection (MaskCLIP)
-            encoder = self.model.image_encoder
-            tokens = encoder(inputs).patch_tokens.flatten(2).transpose(1, 2)  # [B, N, C]
-            if encoder.patch_token_norm == 'none':
-                tokens = encoder.ln_post(tokens)
-            embeds = F.normalize(tokens @ encoder.proj, dim=-1)
-        for i, sample in enumerate(samples):
-            texts = self._sample_texts(sample, 'similarity')
-            text_embeds = self.model.embed_phrases(texts)
-            grid_maps = (embeds[i] @ text_embeds.t()).t().reshape(len(texts), gh, gw)
+        texts = [self._sample_texts(s, 'similarity') for s in samples]
+        grids = self.model.similarity_grids(inputs, texts, mode, window)
+        patch = self.model.patch_size
+        for sample, sample_texts, grid_maps in zip(samples, texts, grids):
+            # the grid covers [0, gh * p) x [0, gw * p) of the input; then the image's
+            # part of the input (img_shape, top-left) is resized to the original image
+            gh, gw = grid_maps.shape[-2:]
             maps = F.interpolate(grid_maps[None], (gh * patch, gw * patch), mode='bilinear',
                                  align_corners=False)
             ih, iw = sample.img_shape
             maps = F.interpolate(maps[..., :ih, :iw], tuple(sample.ori_shape), mode='bilinear',
                                  align_corners=False)[0]
-            sample.pred_similarity = PixelData(maps=maps, metainfo=dict(texts=tuple(texts)))
+            sample.pred_similarity = PixelData(maps=maps,
+                                               metainfo=dict(texts=tuple(sample_texts)))
             sample.similarity_grid = grid_maps
 
     # ------------------------------------------------------------------ visualize
@@ -554,7 +499,7 @@ class RegionInferencer(BaseInferencer):
             preds = [preds] if isinstance(preds, dict) else preds
             out['image_embeds'] = np.stack([p['image_embed'] for p in preds])
             if boxes is not None:
-                empty = np.zeros((0, self.model.text_encoder.embed_dim), np.float32)
+                empty = np.zeros((0, self.model.embed_dim), np.float32)
                 out['region_embeds'] = [p.get('embeds', empty) for p in preds]
         if texts is not None:
             out['text_embeds'] = self.model.embed_texts(list(texts)).cpu().numpy()

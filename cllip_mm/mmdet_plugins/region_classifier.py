@@ -1,7 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Zero-shot open-vocabulary region classification with the CLOC Prompter."""
 import copy
-import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -15,7 +14,12 @@ from torch import Tensor
 
 from cllip_mm.models.backbones import ViTOutput
 from cllip_mm.models.layers import batched_nms
-from cllip_mm.models.utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
+from cllip_mm.models.utils import (
+    MAX_LOGIT_SCALE,
+    ClassEmbeddingCacheMixin,
+    ensemble_class_embeddings,
+    score_regions,
+)
 from cllip_mm.structures import pad_boxes
 from .utils import build_cllip_module
 
@@ -65,6 +69,7 @@ class ClocRegionClassifier(ClassEmbeddingCacheMixin, BaseDetector):
         class_names (Sequence[str], optional): Used when samples carry no ``text``.
         prompt_templates (Sequence[str]): E.g. ``('a photo of a {}.',)``.
         logit_scale (float): Log of the softmax scale (overwritten by checkpoints).
+            Defaults to :data:`~cllip_mm.models.utils.MAX_LOGIT_SCALE` (log 100).
         score_fusion (dict, optional): ``base_weight`` (0.35), ``novel_weight``
             (0.65) and ``base_classes`` (names; None: every class is novel).
             None uses ``p_vlm`` alone.
@@ -82,7 +87,7 @@ class ClocRegionClassifier(ClassEmbeddingCacheMixin, BaseDetector):
                  detector: Optional[dict] = None,
                  class_names: Optional[Sequence[str]] = None,
                  prompt_templates: Sequence[str] = ('{}',),
-                 logit_scale: float = math.log(100.),
+                 logit_scale: float = MAX_LOGIT_SCALE,
                  score_fusion: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -204,7 +209,7 @@ class ClocRegionClassifier(ClassEmbeddingCacheMixin, BaseDetector):
             names = self._class_names_of(sample)
             text = self.class_embeddings(names)
             k = len(boxes[i])
-            probs = (scale * regions[i, :k] @ text.t()).softmax(-1)
+            probs = score_regions(regions[i, :k], text, scale).probs
             scores = self.fuse_scores(probs, det_scores[i], names)
             results = self.select(boxes[i].to(regions.device), scores)
             if rescale:

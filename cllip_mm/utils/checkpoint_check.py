@@ -14,11 +14,8 @@ from typing import Dict, List, Mapping, Optional, Union
 import torch
 from mmengine.runner import CheckpointLoader
 
+from cllip_mm.models.utils.state_dict import strip_module_prefix
 from .weights_meta import check_weights_meta
-
-
-def _strip(key: str) -> str:
-    return key[len('module.'):] if key.startswith('module.') else key
 
 
 def _load(checkpoint: Union[str, Mapping]) -> Mapping:
@@ -42,9 +39,9 @@ def uninitialised_modules(model: torch.nn.Module,
     """
     loaded = _load(checkpoint)
     state = loaded.get('state_dict', loaded) if isinstance(loaded, Mapping) else {}
-    have = {_strip(k) for k in state}
+    have = {strip_module_prefix(k) for k in state}
     missing: Dict[str, List[str]] = {}
-    for key in sorted(_strip(k) for k in model.state_dict()):
+    for key in sorted(strip_module_prefix(k) for k in model.state_dict()):
         if key not in have:
             missing.setdefault(key.split('.')[0], []).append(key)
     return missing

@@ -27,6 +27,7 @@ try:
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 from cllip_mm.models.converters import export_cloc_to_hf  # noqa: E402
+from cllip_mm.models.utils.state_dict import strip_module_prefixes  # noqa: E402
 from cllip_mm.registry import MODELS  # noqa: E402
 from cllip_mm.utils import register_all_modules  # noqa: E402
 from cllip_mm.utils.weights_meta import check_weights_meta  # noqa: E402
@@ -56,8 +57,7 @@ def load_weights(model: torch.nn.Module, path: str, what: Optional[str] = None) 
     asks for (``cllip_mm.utils.weights_meta``; no such meta: a warning)."""
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     check_weights_meta(model, checkpoint, what=what, name=path)
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    state_dict = strip_module_prefixes(checkpoint.get('state_dict', checkpoint))
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     missing_encoders = [k for k in missing if k.startswith(('image_encoder.', 'text_encoder.'))]
     if missing_encoders:

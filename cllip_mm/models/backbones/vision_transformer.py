@@ -133,6 +133,25 @@ class VisionTransformer(BaseModule):
         x = torch.cat([cls, x], dim=1) + self.pos_embed_for(patch_embeds.shape[-2:]).to(x.dtype)
         return self.transformer(self.ln_pre(x)), patch_embeds
 
+    def project_patch_tokens(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        """The image projection applied to every patch token, as ``image_embed`` is the
+        projected class token (MaskCLIP's dense features of a CLIP ViT).
+
+        Args:
+            patch_tokens (Tensor): [B, C, h, w] ``ViTOutput.patch_tokens`` of this
+                encoder (token (i, j) covers pixels [j*p, (j+1)*p) x [i*p, (i+1)*p) of
+                the input). With ``patch_token_norm='none'`` they are the raw block
+                output and get ``ln_post`` here first; with ``'ln_post'`` they have it.
+
+        Returns:
+            Tensor: [B, h*w, D] ``ln_post(token) @ proj`` per patch, row-major from the
+            top-left, *not* normalised.
+        """
+        tokens = patch_tokens.flatten(2).transpose(1, 2)  # [B, h*w, C]
+        if self.patch_token_norm == 'none':
+            tokens = self.ln_post(tokens)
+        return tokens @ self.proj
+
     def forward(self, images: torch.Tensor) -> ViTOutput:
         """images: [B, 3, H, W] normalised RGB, H and W multiples of ``patch_size``."""
         tokens, patch_embeds = self.forward_tokens(images)

@@ -127,6 +127,7 @@ def export_cloc_to_hf(model: torch.nn.Module,
             vision=dict(patch_size=img['patch_size'], image_size=list(model.image_encoder.img_size),
                         width=img['width'], embed_dim=img['embed_dim'],
                         patch_token_norm=model.image_encoder.patch_token_norm),
-            region_logit_scale=(float(region_loss.logit_scale)
-                                if hasattr(region_loss, 'logit_scale') else None))
+            region_logit_scale=(float(region_loss.logit_scale)  # None: shares clip_loss's
+                                if getattr(region_loss, 'logit_scale', None) is not None
+                                else None))
     return HFExport(config, left_out, eot_moved_to, token_ids, prompter_files, image_processor)

@@ -9,6 +9,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..utils.state_dict import strip_module_prefixes
+
 #: Files of a Hugging Face tokenizer saved with ``save_pretrained``.
 TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
                    'vocab.json', 'merges.txt', 'added_tokens.json')
@@ -52,8 +54,7 @@ def load_cllip_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not any(k.startswith(('image_encoder.', 'module.image_encoder.')) for k in state_dict):
         raise ValueError(f'{path}: not a cllip_mm CLOC checkpoint: no image_encoder.* keys '
                          f'(first keys: {list(state_dict)[:5]})')
-    return {(k[len('module.'):] if k.startswith('module.') else k): v
-            for k, v in state_dict.items()}
+    return strip_module_prefixes(state_dict)
 
 
 def load_hf_pretrained(directory: str) -> Tuple[Dict[str, torch.Tensor], dict]:

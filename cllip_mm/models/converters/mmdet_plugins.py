@@ -16,13 +16,13 @@ cllip_mm (``CLOC``)          mmdet plugins                                      
 ``region_loss.logit_scale``  ``logit_scale`` (``ClocRegionClassifier``)
 ===========================  =================================================  ======================
 """
-import math
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from ..utils.logit_scale import MAX_LOGIT_SCALE
 from .arch import resize_image_pos_embed
 from .report import ConversionReport
 
@@ -34,7 +34,6 @@ PART_PREFIXES: Dict[str, Tuple[str, str]] = OrderedDict(
 )
 #: Sources of the region classifier's temperature, in order of preference.
 LOGIT_SCALE_KEYS = ('region_loss.logit_scale', 'clip_loss.logit_scale')
-MAX_LOGIT_SCALE = math.log(100.)
 #: Where the converted backbone keeps its position embedding.
 MMDET_POS_EMBED = PART_PREFIXES['backbone'][1] + 'positional_embedding'
 
@@ -68,7 +67,8 @@ def convert_cllip_state_dict(
             when loading).
         parts (Sequence[str]): Among 'backbone', 'language_model', 'prompter'. The
             prompter part includes ``logit_scale`` (from ``region_loss.logit_scale``,
-            else ``clip_loss.logit_scale``, clamped at log(100)).
+            else ``clip_loss.logit_scale``, clamped at
+            :data:`~cllip_mm.models.utils.MAX_LOGIT_SCALE`, log 100).
 
     Returns:
         tuple: (new state dict, :class:`ConversionReport` with ``loaded``,

@@ -19,6 +19,8 @@ from typing import Dict, List, Mapping, Tuple
 
 import torch
 
+from ..utils.state_dict import strip_module_prefix
+
 _VISUAL = ('conv1.', 'class_embedding', 'positional_embedding', 'ln_pre.', 'transformer.',
            'ln_post.', 'proj')
 _TEXT = ('token_embedding.', 'positional_embedding', 'transformer.', 'ln_final.',
@@ -49,7 +51,7 @@ def convert_openai_clip(state_dict: Mapping[str, torch.Tensor]
     out: Dict[str, torch.Tensor] = {}
     unmapped: List[str] = []
     for key, value in state_dict.items():
-        key = _strip(key, 'module.')
+        key = strip_module_prefix(key)
         if key in _DROPPED or key.endswith('attn_mask'):
             continue
         if key in ('logit_scale', 'logit_bias'):

@@ -9,6 +9,7 @@ from mmengine.dist import get_rank, get_world_size
 from torch import Tensor
 
 from cllip_mm.registry import MODELS
+from ..utils.logit_scale import MAX_LOGIT_SCALE
 from .utils import all_gather_sizes, gather_variable_with_grad, global_value
 
 
@@ -54,7 +55,8 @@ class ClipContrastiveLoss(nn.Module):
 
     Args:
         init_logit_scale (float): Initial log scale. Defaults to log(1 / 0.07).
-        max_logit_scale (float): Upper clamp of the log scale. Defaults to log(100).
+        max_logit_scale (float): Upper clamp of the log scale. Defaults to
+            :data:`~cllip_mm.models.utils.MAX_LOGIT_SCALE` (log 100, CLIP's cap).
         local_loss (bool): open_clip's ``local_loss``: each rank computes the logits of
             its own images and texts against the global batch ([B_k, B_global] twice
             instead of [B_global, B_global]; memory linear in the global batch) and its
@@ -66,7 +68,7 @@ class ClipContrastiveLoss(nn.Module):
 
     def __init__(self,
                  init_logit_scale: float = math.log(1 / 0.07),
-                 max_logit_scale: float = math.log(100),
+                 max_logit_scale: float = MAX_LOGIT_SCALE,
                  local_loss: bool = True,
                  loss_weight: float = 1.0) -> None:
         super().__init__()

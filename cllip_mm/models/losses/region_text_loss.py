@@ -11,6 +11,7 @@ from mmengine.dist import get_rank, get_world_size
 from torch import Tensor
 
 from cllip_mm.registry import MODELS
+from ..utils.logit_scale import MAX_LOGIT_SCALE
 from .utils import all_gather_sizes, gather_variable_with_grad, global_value
 
 _INT63_MASK = (1 << 63) - 1
@@ -71,7 +72,8 @@ class RegionTextContrastiveLoss(nn.Module):
 
     Args:
         init_logit_scale (float): Initial log scale. Defaults to log(1 / 0.07).
-        max_logit_scale (float): Upper clamp of the log scale. Defaults to log(100).
+        max_logit_scale (float): Upper clamp of the log scale. Defaults to
+            :data:`~cllip_mm.models.utils.MAX_LOGIT_SCALE` (log 100, CLIP's cap).
         negatives (str): ``'global'`` (default), ``'local'`` or ``'image'``.
         share_logit_scale (bool): If True the module has no temperature of its own and
             :meth:`forward` must receive ``logit_scale`` (e.g. CLIP's log-scale parameter).
@@ -93,7 +95,7 @@ class RegionTextContrastiveLoss(nn.Module):
 
     def __init__(self,
                  init_logit_scale: float = math.log(1 / 0.07),
-                 max_logit_scale: float = math.log(100),
+                 max_logit_scale: float = MAX_LOGIT_SCALE,
                  negatives: str = 'global',
                  share_logit_scale: bool = False,
                  local_loss: bool = True,

@@ -11,11 +11,23 @@ from mmengine.structures import InstanceData
 
 from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
-from cllip_mm.structures import SampleList, denormalize_boxes, pad_boxes, padding_mask
+from cllip_mm.structures import (
+    SampleList,
+    denormalize_boxes,
+    normalize_boxes,
+    pad_boxes,
+    padding_mask,
+)
 from ..heads import ClocGroundingHead
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
-from ..utils import ClassEmbeddingCacheMixin, ensemble_class_embeddings
+from ..utils import (
+    LOGIT_SCALE_CAP,
+    ClassEmbeddingCacheMixin,
+    RegionScores,
+    ensemble_class_embeddings,
+    score_regions,
+)
 
 #: What ``CLOC.predict`` can write into each data sample:
 #:
@@ -46,6 +58,49 @@ class RegionBatch(NamedTuple):
     boxes: torch.Tensor
     valid: torch.Tensor
     phrases: List[str]
+
+
+class GroundedPhrases(NamedTuple):
+    """What :meth:`CLOC.ground_with_scores` returns, padded per image.
+
+    Attributes:
+        boxes (Tensor): [B, Pmax, 4] normalised xyxy in [0, 1] of the network input
+            (``images.shape[-2:]``), clipped to it; meaningless where padded (read
+            the ``valid`` places).
+        valid (Tensor): [B, Pmax] bool, False for padding.
+        scores (Tensor): [B, Pmax] cosine between each phrase's embedding and the
+            Prompter's region embedding of its predicted box; 0 where padded.
+        phrase_embeds (Tensor): [P, D] L2-normalised embeddings of the P phrases, in
+            ``boxes[valid]`` order.
+    """
+    boxes: torch.Tensor
+    valid: torch.Tensor
+    scores: torch.Tensor
+    phrase_embeds: torch.Tensor
+
+
+def patch_grid_boxes(input_hw: Tuple[int, int], patch_size: int, window: float) -> torch.Tensor:
+    """One box per patch of the input's patch grid: centred on the patch, ``window``
+    patches wide and high, clipped to the input.
+
+    Args:
+        input_hw (tuple): (H, W) of the network input; the grid is
+            (H // patch_size, W // patch_size), as the ViT's.
+        patch_size (int): The ViT's patch size p.
+        window (float): Box side in patches.
+
+    Returns:
+        Tensor: [h * w, 4] normalised xyxy of the input, row-major (patch (i, j) is row
+        ``i * w + j``; its centre is pixel ((j + 0.5) p, (i + 0.5) p)).
+    """
+    h, w = input_hw
+    gh, gw = h // patch_size, w // patch_size
+    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * patch_size
+    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * patch_size
+    cy, cx = torch.meshgrid(ys, xs, indexing='ij')
+    half = window * patch_size / 2
+    boxes = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=-1).reshape(-1, 4)
+    return normalize_boxes(boxes, input_hw)
 
 
 def pack_regions(data_samples: SampleList, input_hw: Tuple[int, int],
@@ -178,6 +233,46 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         self.test_cfg = dict(outputs=outputs, prompt_templates=get_templates(templates))
 
     # ------------------------------------------------------------------ inference API
+    @property
+    def embed_dim(self) -> int:
+        """Width D of every embedding the model returns (image, text, region)."""
+        return self.text_encoder.embed_dim
+
+    @property
+    def patch_size(self) -> int:
+        """Patch size p of the image encoder: patch (i, j) of an input covers pixels
+        [j p, (j + 1) p) x [i p, (i + 1) p)."""
+        return self.image_encoder.patch_size
+
+    def region_logit_scale(self) -> float:
+        """The scale ``s`` of region-text logits ``s * cos(region, phrase)`` (the
+        temperature of region classification): ``exp`` of the region loss's log scale
+        when it has its own, else of the image-text loss's (which a
+        ``share_logit_scale=True`` region loss and the CLIP baseline use), capped at
+        :data:`~cllip_mm.models.utils.LOGIT_SCALE_CAP` (100, as the losses clamp it in
+        training). 100 when neither loss has a log scale."""
+        for loss in (self.region_loss, self.clip_loss):
+            log_scale = getattr(loss, 'logit_scale', None)
+            if log_scale is not None:
+                return float(log_scale.detach().exp().clamp(max=LOGIT_SCALE_CAP))
+        return LOGIT_SCALE_CAP
+
+    def score_regions(self, region_embeds: torch.Tensor,
+                      class_embeds: torch.Tensor) -> RegionScores:
+        """Zero-shot region classification scores.
+
+        Args:
+            region_embeds (Tensor): [..., R, D] L2-normalised region embeddings (e.g.
+                of :meth:`embed_regions`).
+            class_embeds (Tensor): [V, D] L2-normalised class embeddings (e.g. of
+                :meth:`class_embeddings` with ``phrase_context_length``).
+
+        Returns:
+            RegionScores: ``similarity`` [..., R, V] (cosine) and ``probs`` [..., R, V]
+            (softmax over V of ``region_logit_scale() * similarity``).
+        """
+        return score_regions(region_embeds, class_embeds, self.region_logit_scale())
+
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, 3, H, W] normalised RGB -> L2-normalised [B, D]."""
         return F.normalize(self.image_encoder(images).image_embed, dim=-1)
@@ -221,6 +316,73 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
         context = self.prompter.context_from_vit(vit)
         return F.normalize(self.prompter.embed_boxes(context, boxes, valid), dim=-1)
 
+    def embed_sample_regions(self, images: torch.Tensor,
+                             data_samples: SampleList) -> List[torch.Tensor]:
+        """Region embeddings of the samples' boxes (:meth:`embed_regions`, default mode).
+
+        Args:
+            images (Tensor): [B, 3, H, W] normalised RGB.
+            data_samples (list[RegionTextDataSample]): ``gt_regions.bboxes`` [R_i, 4]
+                xyxy pixels of ``images`` (packed as :func:`pack_regions` does).
+
+        Returns:
+            list[Tensor]: For each sample, L2-normalised [R_i, D].
+        """
+        regions = pack_regions(data_samples, images.shape[-2:], images.device)
+        if regions.boxes.shape[1] == 0:
+            return [images.new_zeros(0, self.embed_dim) for _ in data_samples]
+        embeds = self.embed_regions(images, regions.boxes)
+        return [e[v] for e, v in zip(embeds, regions.valid)]
+
+    def embed_patches(self, images: torch.Tensor, mode: str = 'prompter',
+                      window: float = 1.0) -> torch.Tensor:
+        """A dense embedding map: one L2-normalised embedding per patch of the input.
+
+        Args:
+            images (Tensor): [B, 3, H, W] normalised RGB.
+            mode (str): 'prompter': the region embedding (:meth:`embed_regions`, the
+                model's ``region_embed_mode``) of a box centred on each patch,
+                ``window`` patches wide (:func:`patch_grid_boxes`); 'patch': the patch
+                tokens through the image projection
+                (:meth:`VisionTransformer.project_patch_tokens`, MaskCLIP's reading of
+                CLIP).
+            window (float): Box side in patches, for 'prompter'.
+
+        Returns:
+            Tensor: [B, h * w, D], patches row-major from the top-left; (h, w) =
+            (H // p, W // p), p the ViT's patch size.
+        """
+        if mode == 'prompter':
+            grid = patch_grid_boxes(images.shape[-2:], self.patch_size, window).to(images.device)
+            return self.embed_regions(images, grid.expand(len(images), -1, -1))
+        if mode == 'patch':
+            encoder = self.image_encoder
+            return F.normalize(encoder.project_patch_tokens(encoder(images).patch_tokens), dim=-1)
+        raise ValueError(f"mode must be 'prompter' or 'patch', got {mode!r}")
+
+    def similarity_grids(self, images: torch.Tensor, texts: Sequence[Sequence[str]],
+                         mode: str = 'prompter', window: float = 1.0) -> List[torch.Tensor]:
+        """Per-patch region-text similarity (heat maps on the patch grid).
+
+        Args:
+            images (Tensor): [B, 3, H, W] normalised RGB.
+            texts (list[list[str]]): For each image, its T_i phrases.
+            mode, window: As in :meth:`embed_patches`.
+
+        Returns:
+            list[Tensor]: For each image, [T_i, h, w]: the cosine of each phrase's
+            embedding (:meth:`embed_phrases`) with the embedding of each patch; cell
+            (i, j) is patch (i, j) of the input, i.e. pixels [j p, (j + 1) p) x
+            [i p, (i + 1) p) of ``images``.
+        """
+        gh, gw = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+        embeds = self.embed_patches(images, mode, window)
+        grids = []
+        for image_embeds, image_texts in zip(embeds, texts):
+            text_embeds = self.embed_phrases(list(image_texts))
+            grids.append((image_embeds @ text_embeds.t()).t().reshape(len(image_texts), gh, gw))
+        return grids
+
     def ground(self, images: torch.Tensor, texts: Sequence[Sequence[str]]) -> List[torch.Tensor]:
         """Boxes of text prompts.
 
@@ -252,6 +414,26 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             return vit.patch_tokens.new_zeros(*valid.shape, 4), valid, region_phrase_embeds
         boxes = self._ground_xyxy(vit, region_phrase_embeds, valid)
         return boxes, valid, region_phrase_embeds
+
+    def ground_with_scores(self, images: torch.Tensor,
+                           texts: Sequence[Sequence[str]]) -> GroundedPhrases:
+        """:meth:`ground` plus a confidence per box, from one image-encoder pass: the
+        cosine between each phrase and the Prompter's embedding of its predicted box.
+
+        Args:
+            images (Tensor): [B, 3, H, W] normalised RGB.
+            texts (list[list[str]]): For each image, the phrases to ground.
+
+        Returns:
+            GroundedPhrases: padded per image (see there for shapes and frames).
+        """
+        vit = self.image_encoder(images)
+        boxes, valid, phrase_embeds = self.ground_padded(vit, texts)
+        scores = boxes.new_zeros(valid.shape)
+        if valid.any():
+            regions = self.embed_boxes_of(vit, boxes, valid)
+            scores[valid] = (regions[valid] * phrase_embeds).sum(-1)
+        return GroundedPhrases(boxes, valid, scores, phrase_embeds)
 
     def _embed_crops(self, images: torch.Tensor, boxes: torch.Tensor,
                      chunk: int = 256) -> torch.Tensor:
@@ -405,12 +587,24 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
 
     # ------------------------------------------------------------------ evaluation
     def class_embeddings(self, names: Sequence[str],
-                         context_length: Optional[int] = None) -> torch.Tensor:
-        """L2-normalised [V, D] class embeddings: each name with every template of
-        ``test_cfg.prompt_templates``, normalised, averaged, normalised (CLIP's
-        ensemble). Cached per (names, templates, context) until the next ``train()``
-        or state-dict load."""
-        templates = self.test_cfg['prompt_templates']
+                         context_length: Optional[int] = None,
+                         templates: Optional[Sequence[str]] = None) -> torch.Tensor:
+        """L2-normalised [V, D] class embeddings: each name with every template,
+        normalised, averaged, normalised (CLIP's ensemble). Cached per (names, templates,
+        context) until the next ``train()`` or state-dict load
+        (:class:`~cllip_mm.models.utils.ClassEmbeddingCacheMixin`).
+
+        Args:
+            names (Sequence[str]): The V class names.
+            context_length (int, optional): Token length; None is the caption context,
+                ``phrase_context_length`` embeds the names as region phrases.
+            templates (Sequence[str] | str, optional): Templates with one ``'{}'`` for
+                the name, or a template set name (``'openai'``, see
+                :func:`~cllip_mm.datasets.class_names.get_templates`); defaults to
+                ``test_cfg.prompt_templates``.
+        """
+        templates = (self.test_cfg['prompt_templates'] if templates is None
+                     else get_templates(templates))
         return self.cached_class_embeddings(
             (tuple(names), templates, context_length),
             lambda: ensemble_class_embeddings(
@@ -465,7 +659,7 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
             if region_embeds is not None:
                 pred.embeds = region_embeds[i][keep]
                 if vocab_embeds is not None:
-                    pred.scores = pred.embeds @ vocab_embeds.t()
+                    pred.scores = self.score_regions(pred.embeds, vocab_embeds).similarity
             if phrase_embeds is not None and 'phrase_embeds' in outputs:
                 pred.phrase_embeds = phrase_embeds[starts[i]:starts[i] + int(keep.sum())]
             if ground_boxes is not None:

@@ -32,14 +32,25 @@ def ensemble_class_embeddings(embed_texts: Callable[[Sequence[str]], torch.Tenso
 class ClassEmbeddingCacheMixin:
     """For an ``nn.Module``: a cache of class embeddings that is emptied by ``train()``
     and by loading a state dict (either may change the text tower's output). Put it
-    before the module base class: ``class CLOC(ClassEmbeddingCacheMixin, BaseModel)``."""
+    before the module base class: ``class CLOC(ClassEmbeddingCacheMixin, BaseModel)``.
+
+    The cache holds the :attr:`class_embed_cache_size` most recently computed keys (an
+    inference server that sees a new vocabulary per request does not grow without bound).
+    """
+
+    #: How many keys (vocabularies) the cache keeps; the oldest entry goes first.
+    class_embed_cache_size: int = 8
 
     def cached_class_embeddings(self, key: Hashable,
                                 compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """``compute()`` once per ``key`` until the cache is emptied."""
+        """``compute()`` once per ``key`` until the cache is emptied (or the key is
+        evicted by :attr:`class_embed_cache_size` newer keys)."""
         cache: Dict[Hashable, torch.Tensor] = self.__dict__.setdefault('_class_embed_cache', {})
         if key not in cache:
-            cache[key] = compute()
+            value = compute()
+            while len(cache) >= max(1, self.class_embed_cache_size):
+                del cache[next(iter(cache))]
+            cache[key] = value
         return cache[key]
 
     def train(self, mode: bool = True):
