@@ -60,6 +60,30 @@ def _armed_phase(item, phase):
         signal.signal(signal.SIGALRM, previous)
 
 
+# ------------------------------------------------------------------ markers
+#: What a test that starts several processes calls (its own source): marked ``dist``.
+DIST_CALLS = ('run_in_processes', 'torch.distributed.run', 'nproc_per_node', 'dist_train.sh',
+              'dist_test.sh', 'dist_benchmark.sh')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``dist`` the tests that start several processes (found by what they call),
+    wherever they live, so that ``-m "not dist"`` leaves them all out."""
+    import inspect
+    sources = {}
+    for item in items:
+        function = getattr(item, 'function', None)
+        if function is None or item.get_closest_marker('dist') is not None:
+            continue
+        if function not in sources:
+            try:
+                sources[function] = inspect.getsource(function)
+            except (OSError, TypeError):
+                sources[function] = ''
+        if any(call in sources[function] for call in DIST_CALLS):
+            item.add_marker(pytest.mark.dist)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     yield from _armed_phase(item, 'setup')

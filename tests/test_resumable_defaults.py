@@ -26,6 +26,9 @@ from mmengine.hooks import Hook
 from cllip_mm.datasets import ResumableInfiniteSampler
 from cllip_mm.registry import HOOKS
 
+# over ~30 s on 2 cores: left out of the fast subset (-m "not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if '/_base_/' not in p)

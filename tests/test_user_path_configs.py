@@ -21,6 +21,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
+# over ~30 s on 2 cores: left out of the fast subset (-m "not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs', 'cloc')
 #: config -> (image size, activation, checkpoint, tokenizer directory)

@@ -5,6 +5,11 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
+# over ~30 s on 2 cores: left out of the fast subset (-m "not slow")
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
