@@ -14,6 +14,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.logging import print_log
 from torch.utils.data import IterableDataset, get_worker_info
 
+from cllip_mm.engine.resume import SAMPLE_STATE_KEY, ResumableStream, encode_sample_state
 from cllip_mm.registry import DATASETS
 from .region_text import BadRecordError, RegionTextDataset
 from .tar_shards import expand_shards, iter_tar_samples
@@ -21,8 +22,6 @@ from .tar_shards import expand_shards, iter_tar_samples
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
 #: source picks drawn at once when sources mix by weight (see ``_source_picker``)
 WEIGHTED_PICK_BLOCK = 1024
-#: key of the per-sample stream state that the train loop collects (JSON string)
-STATE_KEY = '_stream_state'
 #: shards named in the error of a reader that reads no sample (the others are counted)
 NAMED_DRY_SHARDS = 10
 
@@ -71,15 +70,6 @@ def _json_loads(data: bytes) -> Any:
         return json.loads(data.decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return json.loads(data)
-
-
-def _state_json(worker: int, n: int, sources: list) -> str:
-    """``json.dumps(dict(worker=..., n=..., sources=...))`` of a reader's state (ints,
-    a list per source of 5 ints or None), written directly: it is made for every
-    sample."""
-    srcs = ', '.join('null' if s is None else '[' + ', '.join(map(str, s)) + ']'
-                     for s in sources)
-    return f'{{"worker": {worker}, "n": {n}, "sources": [{srcs}]}}'
 
 
 class _SourceCursor:
@@ -192,7 +182,7 @@ class _SourceCursor:
 
 
 @DATASETS.register_module()
-class RegionTextShardStream(IterableDataset):
+class RegionTextShardStream(IterableDataset, ResumableStream):
     """Region-text samples from webdataset-style tar shards (img2dataset layout).
 
     A sample is ``KEY.jpg`` (or png / webp) + ``KEY.json``; the JSON is a region-text
@@ -211,8 +201,11 @@ class RegionTextShardStream(IterableDataset):
     data). Shuffling
     is by blocks of ``block_size`` consecutive samples (see :class:`_SourceCursor`).
 
-    Resume: every sample carries its worker's stream state after it (``'_stream_state'``,
-    a JSON string); :class:`~cllip_mm.engine.ResumableIterBasedTrainLoop` keeps the last
+    Resume: a :class:`~cllip_mm.engine.resume.ResumableStream`. Every sample carries its
+    worker's stream state after it (``'_stream_state'``,
+    :data:`~cllip_mm.engine.resume.SAMPLE_STATE_KEY`: ``worker``, ``n`` samples read and
+    one ``[epoch, j, offset, block, taken]`` or None per source, as JSON);
+    :class:`~cllip_mm.engine.ResumableIterBasedTrainLoop` keeps the last
     state of each worker, the checkpoint stores them, and :meth:`load_state_dict` starts
     each worker right after its last trained sample (same ranks, workers and batch
     size), re-reading at most one block per source.
@@ -377,7 +370,8 @@ class RegionTextShardStream(IterableDataset):
                     self._skip('pipeline returned None', f'skipped sample {shard}:{key}')
             if results is None:
                 continue
-            results[STATE_KEY] = _state_json(g, n, src_states)
+            results[SAMPLE_STATE_KEY] = encode_sample_state(
+                dict(worker=g, n=n, sources=src_states))
             yield results
 
     def _source_picker(self, g: int, num_global: int) -> Callable[[int], int]:

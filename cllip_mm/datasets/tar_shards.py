@@ -13,8 +13,7 @@ import os
 import os.path as osp
 import re
 import tarfile
-import zlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Sequence, Tuple, Union
 
 
 def expand_shards(spec: Union[str, Sequence[str]], root: str = '') -> List[str]:
@@ -45,152 +44,42 @@ def _expand_braces(pattern: str) -> List[str]:
 def sample_key(name: str) -> Tuple[str, str]:
     """``('dir/KEY', 'ext')`` of a member path ``dir/KEY.ext`` (first dot of the
     basename, so ``a.seg.png`` has the extension ``seg.png``)."""
-    if '/' not in name:  # the common flat layout, without osp.split's cost
-        key, _, ext = name.partition('.')
-        return key, ext.lower()
-    dirname, base = osp.split(name)
+    dirname, _, base = name.rpartition('/')  # tar member names use '/'
     key, _, ext = base.partition('.')
-    return (osp.join(dirname, key) if dirname else key), ext.lower()
+    return (f'{dirname}/{key}' if dirname else key), ext.lower()
 
 
-#: member types read as files; a type with data other than these and the GNU long name
-#: / pax extended header (global pax headers, sparse files...) hands the rest of the
-#: shard to ``tarfile``
-_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
-_NO_DATA_TYPES = (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
-                  tarfile.DIRTYPE, tarfile.FIFOTYPE)
-_EXT_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE)
-#: how :func:`_members` treats each header type it parses (others go to ``tarfile``)
-_KIND = {**{t: 'file' for t in _FILE_TYPES}, **{t: 'no data' for t in _NO_DATA_TYPES},
-         **{t: 'ext' for t in _EXT_TYPES}}
-_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
-#: read buffer of a shard (bytes)
+#: read buffer of a shard (bytes): a small member is a header and a data read from it
 _READ_BUFFER = 1 << 20
 
 
-def _octal(field: bytes) -> int:
-    """A numeric header field: NUL / space terminated octal, or GNU base-256 (first
-    byte 0o200 / 0o377, left to ``tarfile.nti``). Raises ``tarfile.InvalidHeaderError``
-    as ``tarfile.nti`` does."""
-    if field[0] in (0o200, 0o377):
-        return tarfile.nti(field)
-    try:
-        return int(field.split(b'\0', 1)[0].strip() or b'0', 8)
-    except ValueError:
-        raise tarfile.InvalidHeaderError('invalid header') from None
+def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, bytes]]:
+    """``(name, header offset, data)`` of the file members of the open shard ``f`` from
+    byte ``offset`` (a member's first header), read by ``tarfile`` started there. A
+    member's offset is that of its first header (a GNU long name or pax header
+    included), where a reader can start again.
 
-
-def _unsigned_chksum(buf: bytes) -> int:
-    """``tarfile.calc_chksums(buf)[0]`` (the ustar checksum: the bytes of the header,
-    its checksum field counted as 8 spaces) summed in C: the low 16 bits of Adler-32
-    are 1 + the byte sum modulo 65521, exact for a run of at most 256 bytes
-    (256 * 255 < 65520)."""
-    return (zlib.adler32(buf[:148]) & 0xFFFF) + (zlib.adler32(buf[156:412]) & 0xFFFF) + \
-        (zlib.adler32(buf[412:]) & 0xFFFF) - 3 + 256
-
-
-def _pax_records(data: bytes) -> Dict[str, str]:
-    """The ``"LEN key=value\\n"`` records of a pax extended header."""
-    out, pos = {}, 0
-    while pos < len(data) and data[pos:pos + 1] != b'\0':
-        length = int(data[pos:data.index(b' ', pos)])
-        key, _, value = data[data.index(b' ', pos) + 1:pos + length - 1].partition(b'=')
-        out[key.decode('utf-8')] = value.decode('utf-8', 'surrogateescape')
-        pos += length
-    return out
-
-
-def _members_tarfile(f, offset: int, size: int, path: str
-                     ) -> Iterator[Tuple[str, int, bytes]]:
-    """``(name, header offset, data)`` of the file members from ``offset``, read by
-    ``tarfile`` (every header type it knows)."""
+    Raises:
+        tarfile.ReadError: A member cut short, or anything but the end-of-archive zero
+            blocks where ``tarfile`` stops (a corrupt header, a cut one).
+    """
     f.seek(offset)
-    tar = tarfile.open(fileobj=f, mode='r:')
+    tar = tarfile.open(fileobj=f, mode='r:')  # its offsets are positions in the file
     for member in tar:
         if member.offset_data + member.size > size:
             raise tarfile.ReadError(f'{path}: truncated member {member.name}')
         if member.isfile():
             yield member.name, member.offset, tar.extractfile(member).read()
-    # tarfile stops quietly at a cut header or at the end of the file: what follows
-    # must be the end-of-archive zero blocks
+    # tarfile stops quietly at an invalid or cut header after the first one: what
+    # follows must be the end-of-archive zero blocks
     f.seek(tar.offset)
-    _check_end(f.read(), path, tar.offset)
-
-
-def _check_end(rest: bytes, path: str, offset: int) -> None:
-    if len(rest) < tarfile.BLOCKSIZE or rest.strip(b'\0'):
-        raise tarfile.ReadError(f'{path}: truncated or corrupt after byte {offset}')
-
-
-def _members(f, offset: int, size: int, path: str) -> Iterator[Tuple[str, int, bytes]]:
-    """``(name, header offset, data)`` of the file members from ``offset``.
-
-    Plain ustar / GNU headers of files, GNU long names and pax extended headers
-    (``path``; webdataset's writer puts one before every member, for its float
-    ``mtime``) are parsed here: ``tarfile`` spends most of a small member's time
-    building a ``TarInfo``. At the first header of another kind with data the rest
-    goes to :func:`_members_tarfile`. A member's offset is that of its first header
-    (extended headers included), where a reader can start again.
-    """
-    block = tarfile.BLOCKSIZE
-    f.seek(offset)
-    ext: Dict[str, str] = {}  # GNU long name / pax records of the next member
-    ext_start: Optional[int] = None  # offset of the next member's first extra header
-    while True:
-        buf = f.read(block)
-        if len(buf) < block or buf == _ZERO_BLOCK:  # end of archive (or cut)
-            _check_end(buf + f.read(), path, offset)
-            return
-        typ = buf[156:157]
-        kind = _KIND.get(typ)
-        if kind is None:
-            yield from _members_tarfile(f, offset if ext_start is None else ext_start,
-                                        size, path)
-            return
-        try:
-            chksum = _octal(buf[148:156])
-            length = _octal(buf[124:136])
-        except tarfile.InvalidHeaderError as e:
-            raise tarfile.ReadError(f'{path}: invalid header at byte {offset}: {e}')
-        # the checksum counts its own field as spaces (ustar), as tarfile checks it
-        # (the signed sum of old Sun / NeXT tars as well)
-        if chksum != _unsigned_chksum(buf) and chksum not in tarfile.calc_chksums(buf):
-            raise tarfile.ReadError(f'{path}: bad header checksum at byte {offset}')
-        name = buf[:100].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
-        if buf[345] and buf[257:265] == tarfile.POSIX_MAGIC:  # ustar name prefix
-            prefix = buf[345:500].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
-            name = f'{prefix}/{name}'
-        data_offset = offset + block
-        if kind == 'no data':
-            length = 0
-        if data_offset + length > size:
-            raise tarfile.ReadError(f'{path}: truncated member {name}')
-        padding = -length % block
-        if kind == 'ext':  # a long name or pax header for the next member
-            data = f.read(length)
-            f.seek(padding, 1)
-            if ext_start is None:
-                ext_start = offset  # the member starts at its first extra header
-            if typ == tarfile.GNUTYPE_LONGNAME:
-                ext['path'] = data.split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
-            else:
-                ext.update(_pax_records(data))
-        else:
-            if ext:
-                name = ext.get('path', name)
-                if 'size' in ext and kind == 'file':  # pax size: files over 8 GiB
-                    raise tarfile.ReadError(
-                        f'{path}: member {name} too large for a sample')
-                ext = {}
-            if kind == 'file' and not name.endswith('/'):
-                data = f.read(length)
-                if padding:
-                    f.seek(padding, 1)
-                yield name, offset if ext_start is None else ext_start, data
-            else:
-                f.seek(length + padding, 1)
-            ext_start = None
-        offset = data_offset + length + padding
+    rest = f.read(tarfile.BLOCKSIZE)
+    corrupt = len(rest) < tarfile.BLOCKSIZE  # not even one end-of-archive block
+    while rest and not corrupt:
+        corrupt = bool(rest.strip(b'\0'))
+        rest = f.read(_READ_BUFFER)
+    if corrupt:
+        raise tarfile.ReadError(f'{path}: truncated or corrupt after byte {tar.offset}')
 
 
 def iter_tar_samples(path: str, offset: int = 0
@@ -205,8 +94,6 @@ def iter_tar_samples(path: str, offset: int = 0
     size = os.path.getsize(path)
     if offset and offset >= size:
         return
-    # a large buffer: a sample is two small reads (header, data) and a seek past the
-    # padding, all served from the buffer
     with open(path, 'rb', buffering=_READ_BUFFER) as f:
         key, files, start = None, {}, offset
         for name, member_offset, data in _members(f, offset, size, path):

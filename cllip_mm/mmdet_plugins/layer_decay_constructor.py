@@ -86,8 +86,10 @@ class ClocLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         names = {id(p): n for n, p in module.named_parameters()}
         num_layers = self.num_layers
         if num_layers is None:
-            ids = [get_vit_layer_id(n, 10**9, self.vit_prefix) for n in names.values()]
-            blocks = [i for i in ids if 0 < i < 10**9 + 1]
+            # ids for a depth above any ViT's: blocks are 1..depth, the rest 0 or above it
+            depth_bound = 10**9
+            ids = [get_vit_layer_id(n, depth_bound, self.vit_prefix) for n in names.values()]
+            blocks = [i for i in ids if 0 < i <= depth_bound]
             if not blocks:
                 raise ValueError(f'{type(self).__name__}: no parameter named '
                                  f'{self.vit_prefix}transformer.resblocks.* in the model; '

@@ -15,10 +15,11 @@ Layout under the output directory ``OUT`` for shard ``NAME``:
 - ``shards/NAME.done.json``: the shard's counts, written last: a shard is finished
   if and only if this file exists.
 
-Every file is written to ``*.tmp-PID`` and renamed into place (``os.replace``), so a
-killed process leaves no partial output under a final name; a rerun removes the
-stale temporaries of the shard it redoes and overwrites any files of the shard
-renamed before the kill, so no record is ever written twice.
+Every file is written to ``*.tmp-PID`` and renamed into place (``os.replace``, by
+:mod:`cllip_mm.utils.atomic_files`), so a killed process leaves no partial output under
+a final name; a rerun removes the stale temporaries of the shard it redoes and
+overwrites any files of the shard renamed before the kill, so no record is ever written
+twice.
 """
 import glob
 import io
@@ -27,27 +28,13 @@ import os
 import os.path as osp
 import shutil
 import tarfile
-from typing import Callable, List, Optional
+from typing import List, Optional
 
+from cllip_mm.utils.atomic_files import atomic_write, atomic_write_json, commit_file, tmp_suffix
 from .pipeline import ImageResult
 
 #: Failed images listed by name in a shard's ``done.json`` (the rest are counted).
 MAX_LISTED_FAILURES = 1000
-
-
-def atomic_write(path: str, write: Callable, mode: str = 'w') -> None:
-    """``write(f)`` into ``path.tmp-PID``, fsync, then rename to ``path``."""
-    tmp = f'{path}.tmp-{os.getpid()}'
-    kwargs = dict(encoding='utf-8') if 'b' not in mode else {}
-    with open(tmp, mode, **kwargs) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str, obj, indent: Optional[int] = 2) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=indent))
 
 
 def shard_done_path(out_dir: str, name: str) -> str:
@@ -70,7 +57,7 @@ class ShardWriter:
                  save_images: bool = False) -> None:
         self.out_dir, self.name = out_dir, name
         self.odvg, self.tar, self.save_images = odvg, tar, save_images
-        self.suffix = f'.tmp-{os.getpid()}'
+        self.suffix = tmp_suffix()
         self.records: List[dict] = []
         self.odvg_lines: List[dict] = []
         self.failed: List[dict] = []
@@ -149,7 +136,7 @@ class ShardWriter:
             os.replace(self.images_dir + self.suffix, self.images_dir)
         if self._tar is not None:
             self._tar.close()
-            os.replace(self._tar_path + self.suffix, self._tar_path)
+            commit_file(self._tar_path + self.suffix, self._tar_path)
         if self.odvg:
             atomic_write(osp.join(shards, f'{self.name}.odvg.jsonl'), jsonl(self.odvg_lines))
         atomic_write(osp.join(shards, f'{self.name}.jsonl'), jsonl(self.records))

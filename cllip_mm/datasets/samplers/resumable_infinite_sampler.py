@@ -7,11 +7,12 @@ import torch
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
+from cllip_mm.engine.resume import ResumableSampler
 from cllip_mm.registry import DATA_SAMPLERS
 
 
 @DATA_SAMPLERS.register_module()
-class ResumableInfiniteSampler(Sampler):
+class ResumableInfiniteSampler(Sampler, ResumableSampler):
     """Infinite sampler for iteration-based training that can start at any position.
 
     The global index stream is the concatenation of per-epoch orders ``perm_0, perm_1,
@@ -20,7 +21,8 @@ class ResumableInfiniteSampler(Sampler):
     global positions ``r, r + W, r + 2W, ...`` (as mmengine's ``InfiniteSampler``
     slices its stream). Because every epoch has its own seed, the stream can start after
     ``n`` consumed indices per rank at the cost of one permutation, whatever ``n``:
-    :meth:`state_dict` / :meth:`load_state_dict` and :meth:`set_start` are what
+    it is a :class:`~cllip_mm.engine.resume.ResumableSampler`, whose :meth:`state_dict`
+    / :meth:`load_state_dict` and :meth:`set_start`
     :class:`~cllip_mm.engine.ResumableIterBasedTrainLoop` uses to resume in O(1)
     instead of replaying every consumed batch.
 

@@ -8,6 +8,14 @@ import torch
 from cllip_mm.registry import DATA_SAMPLERS
 from .resumable_infinite_sampler import ResumableInfiniteSampler
 
+# Seed domains: the generators are seeded with ``[seed, DOMAIN, ...]`` so that an
+# epoch's order and a source's cycle never share one. Fixed values: renumbering one
+# changes the sample order, and a resumed run would not continue the interrupted one.
+#: the order of an epoch's samples: ``[seed, SEED_EPOCH_ORDER, epoch]``
+SEED_EPOCH_ORDER = 0
+#: a source's cycle: ``[seed, SEED_SOURCE_CYCLE, source, cycle]``
+SEED_SOURCE_CYCLE = 1
+
 
 def counts_from_weights(weights: Sequence[float], total: int) -> List[int]:
     """Split ``total`` samples among sources in proportion to ``weights``, exactly:
@@ -34,10 +42,10 @@ class ResumableSampleSizeSampler(ResumableInfiniteSampler):
     epochs before: resuming there means replaying them, and the state is not in the
     checkpoint. Here source ``i`` has a *cycle stream*, the concatenation of
     permutations ``P_i,0, P_i,1, ...`` of its indices, cycle ``c`` seeded by ``(seed,
-    1, i, c)``; epoch ``e`` takes the positions ``[e * m_i, (e + 1) * m_i)`` of it
+    SEED_SOURCE_CYCLE, i, c)``; epoch ``e`` takes the positions ``[e * m_i, (e + 1) * m_i)`` of it
     (``m_i`` samples, without repetition inside a cycle, each sample of a cycle used
     before the next cycle starts, like ``RandomCycleIter``) for every source, and the
-    union is permuted with the seed ``(seed, 0, e)``. An epoch is therefore a function of
+    union is permuted with the seed ``(seed, SEED_EPOCH_ORDER, e)``. An epoch is therefore a function of
     ``(seed, e)`` alone, computed with ``O(m_i + len(source_i))`` work, so starting at
     any position costs the same at iteration 10 and 10^6. Ranks interleave the global
     stream as :class:`ResumableInfiniteSampler` does (whose position, state and
@@ -124,7 +132,8 @@ class ResumableSampleSizeSampler(ResumableInfiniteSampler):
         n = self.source_sizes[source]
         if not self.shuffle:
             return np.arange(n)
-        return np.random.default_rng([self.seed, 1, source, cycle]).permutation(n)
+        return np.random.default_rng([self.seed, SEED_SOURCE_CYCLE, source,
+                                      cycle]).permutation(n)
 
     def source_epoch(self, source: int, epoch: int) -> np.ndarray:
         """Local indices of ``source`` drawn in ``epoch`` (int64 [num_per_epoch[i]])."""
@@ -142,7 +151,8 @@ class ResumableSampleSizeSampler(ResumableInfiniteSampler):
         order = np.concatenate([self.source_epoch(i, epoch) + self.offsets[i]
                                 for i in range(len(self.source_sizes))])
         if self.shuffle:
-            order = order[np.random.default_rng([self.seed, 0, epoch]).permutation(len(order))]
+            rng = np.random.default_rng([self.seed, SEED_EPOCH_ORDER, epoch])
+            order = order[rng.permutation(len(order))]
         return torch.from_numpy(order.astype(np.int64))
 
     def state_dict(self, num_consumed: int) -> dict:

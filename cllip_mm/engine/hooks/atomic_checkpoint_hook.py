@@ -1,19 +1,26 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Checkpoints that survive a kill at any moment and a full disk."""
+import copy
 import glob
 import os
 import os.path as osp
-from collections import deque
-from typing import Any, List
+import shutil
+from contextlib import contextmanager
+from typing import Any, Iterator, List
 
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from cllip_mm.registry import HOOKS
+from cllip_mm.utils.atomic_files import atomic_write_bytes as _atomic_write_bytes
+from cllip_mm.utils.atomic_files import commit_file, remove_quietly
 
 #: Suffix of a checkpoint being written; renamed to its final name once complete.
 PART_SUFFIX = '.part'
+#: Folder in the work dir where MMEngine's code writes ``last_checkpoint`` during a
+#: save; the complete file is then renamed into the work dir.
+LAST_CHECKPOINT_SCRATCH = 'last_checkpoint' + PART_SUFFIX
 
 
 class CheckpointSaveError(OSError):
@@ -22,19 +29,8 @@ class CheckpointSaveError(OSError):
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader (or a kill) sees the old file or the
-    whole new one: write ``path + '.part'``, fsync, rename over ``path``, fsync the
-    directory. On failure the partial file is removed and the error raised."""
-    part = path + PART_SUFFIX
-    try:
-        with open(part, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(part, path)
-    except BaseException:
-        _remove_quietly(part)
-        raise
-    _fsync_dir(osp.dirname(path) or '.')
+    whole new one (through ``path + '.part'``; :mod:`cllip_mm.utils.atomic_files`)."""
+    _atomic_write_bytes(path, data, suffix=PART_SUFFIX)
 
 
 @HOOKS.register_module()
@@ -59,76 +55,92 @@ class AtomicCheckpointHook(CheckpointHook):
     So ``tools/train.py CONFIG --resume`` always finds a complete checkpoint (or none
     before the first one). Other storage backends keep MMEngine's behaviour (object
     stores replace an object atomically). Arguments are those of ``CheckpointHook``.
+
+    How: the hook's entry points (``after_train_iter``, ``after_train_epoch``,
+    ``after_val_epoch``) run MMEngine's own saving logic (intervals, ``max_keep_ckpts``,
+    best checkpoints, the message hub's bookkeeping) unchanged, through the public
+    interfaces it calls: ``runner.save_checkpoint`` goes through a ``.part`` file,
+    ``runner.work_dir`` is a scratch folder for ``last_checkpoint``, and the hook's
+    ``file_backend`` records removals instead of doing them. Once every save of the
+    call succeeded, ``last_checkpoint`` is renamed into place and the removals are done;
+    if one fails, the removals are dropped and the hook's bookkeeping is restored.
     """
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
         if self._is_local() and is_main_process():
-            for stale in glob.glob(osp.join(glob.escape(self.out_dir), '*' + PART_SUFFIX)):
-                runner.logger.warning(f'Removing {stale}, a checkpoint whose writing was '
+            stale = glob.glob(osp.join(glob.escape(self.out_dir), '*' + PART_SUFFIX))
+            scratch = osp.join(runner.work_dir, LAST_CHECKPOINT_SCRATCH)
+            for path in sorted({*stale, *([scratch] if osp.exists(scratch) else [])}):
+                runner.logger.warning(f'Removing {path}, a checkpoint whose writing was '
                                       'interrupted by an earlier run.')
-                _remove_quietly(stale)
+                _remove_path(path)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        with self._atomic_saves(runner) as saver:
+            super().after_train_iter(saver, batch_idx, data_batch, outputs)
+
+    def after_train_epoch(self, runner) -> None:
+        with self._atomic_saves(runner) as saver:
+            super().after_train_epoch(saver)
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        with self._atomic_saves(runner) as saver:
+            super().after_val_epoch(saver, metrics)
 
     def _is_local(self) -> bool:
         backend = self.file_backend
         return isinstance(getattr(backend, '_backend', backend), LocalBackend)
 
-    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        """Save ``filename_tmpl.format(step)``, then point ``last_checkpoint`` to it,
-        then remove the checkpoints beyond ``max_keep_ckpts``."""
-        runner = _unwrap(runner)
-        keep_ids: List[int] = list(getattr(self, 'keep_ckpt_ids', []))
-        to_remove: List[int] = []
-        hub = runner.message_hub
-        previous = {k: hub.runtime_info[k] for k in ('keep_ckpt_ids', 'last_ckpt')
-                    if k in hub.runtime_info}
-        if self.max_keep_ckpts > 0 and not (keep_ids and keep_ids[-1] == step):
-            keep_ids.append(step)
-            while len(keep_ids) > self.max_keep_ckpts:
-                to_remove.append(keep_ids.pop(0))
-            hub.update_info('keep_ckpt_ids', list(keep_ids))  # saved in the checkpoint
-        filename = self.filename_tmpl.format(step)
-        path = self.file_backend.join_path(self.out_dir, filename)
-        hub.update_info('last_ckpt', path)
-        try:
-            self._atomic_save(runner, filename, save_optimizer=self.save_optimizer,
-                              save_param_scheduler=self.save_param_scheduler, meta=meta,
-                              by_epoch=self.by_epoch, **self.args)
-        except BaseException:
-            for key, value in previous.items():
-                hub.update_info(key, value)
-            raise
-        self.last_ckpt = path
-        if self.max_keep_ckpts > 0:
-            self.keep_ckpt_ids = deque(keep_ids, self.max_keep_ckpts)
-        if not is_main_process():
+    @contextmanager
+    def _atomic_saves(self, runner) -> Iterator['_AtomicSaveRunner']:
+        """The runner as MMEngine's saving code should see it (see the class doc);
+        commit on success, roll back on an error."""
+        if isinstance(runner, _AtomicSaveRunner):  # already inside
+            yield runner
             return
-        last = osp.join(runner.work_dir, 'last_checkpoint')
-        atomic_write_bytes(last, str(path).encode('utf-8'))
-        for old in to_remove:
-            self._remove(self.file_backend.join_path(self.out_dir,
-                                                     self.filename_tmpl.format(old)))
-
-    def _save_best_checkpoint(self, runner, metrics) -> None:
-        """MMEngine's best-checkpoint logic, with the new best written atomically
-        before the previous best is removed."""
-        runner = _unwrap(runner)
-        backend = self.file_backend
-        deferred = _DeferRemovals(backend)
+        saver = _AtomicSaveRunner(self, runner)
+        backend, deferred = self.file_backend, _DeferRemovals(self.file_backend)
+        before = self._bookkeeping(runner)
+        self._resume_from = self.last_ckpt
         self.file_backend = deferred
         try:
-            super()._save_best_checkpoint(_AtomicSaveRunner(self, runner), metrics)
-        finally:
+            yield saver
+        except BaseException:
             self.file_backend = backend
-        current = {getattr(self, 'best_ckpt_path', None),
-                   *getattr(self, 'best_ckpt_path_dict', {}).values()}
+            self._restore(runner, before)
+            saver.drop_scratch()
+            raise
+        self.file_backend = backend
+        saver.commit_last_checkpoint()
+        current = {self.last_ckpt, getattr(self, 'best_ckpt_path', None),
+                   *(getattr(self, 'best_ckpt_path_dict', None) or {}).values()}
         for path in deferred.removed:
             if path not in current and is_main_process():
                 self._remove(path)
 
+    #: the hook's attributes that a save changes
+    _STATE_ATTRS = ('last_ckpt', 'keep_ckpt_ids', 'best_ckpt_path', 'best_ckpt_path_dict')
+
+    def _bookkeeping(self, runner) -> dict:
+        hub = runner.message_hub.runtime_info
+        return dict(
+            attrs={k: copy.copy(getattr(self, k)) for k in self._STATE_ATTRS
+                   if hasattr(self, k)},
+            hub={k: copy.copy(v) for k, v in hub.items() if _saved_info(k)})
+
+    def _restore(self, runner, before: dict) -> None:
+        for key, value in before['attrs'].items():
+            setattr(self, key, value)
+        hub = runner.message_hub
+        for key in [k for k in hub.runtime_info if _saved_info(k)]:
+            if key not in before['hub']:
+                hub.runtime_info.pop(key)
+        for key, value in before['hub'].items():
+            hub.update_info(key, value)
+
     def _atomic_save(self, runner, filename: str, **kwargs) -> None:
         """``runner.save_checkpoint(out_dir, filename)`` through a ``.part`` file."""
-        runner = _unwrap(runner)
         kwargs.update(file_client_args=self.file_client_args,
                       backend_args=self.backend_args)
         if not self._is_local() or self.file_client_args is not None:
@@ -140,16 +152,13 @@ class AtomicCheckpointHook(CheckpointHook):
             # Runner.save_checkpoint is master-only: other ranks write nothing.
             runner.save_checkpoint(self.out_dir, filename + PART_SUFFIX, **kwargs)
             if is_main_process():
-                with open(part, 'rb+') as f:
-                    os.fsync(f.fileno())
-                os.replace(part, path)
-                _fsync_dir(self.out_dir)
+                commit_file(part, path)
         except BaseException as e:
             if is_main_process():
-                _remove_quietly(part)
+                remove_quietly(part)
             if not isinstance(e, OSError):
                 raise
-            resume_from = self.last_ckpt or 'none yet'
+            resume_from = getattr(self, '_resume_from', self.last_ckpt) or 'none yet'
             raise CheckpointSaveError(
                 e.errno, f'could not save checkpoint {path}: {e.strerror or e}. Nothing '
                 f'was overwritten: the last complete checkpoint ({resume_from}) and '
@@ -161,6 +170,11 @@ class AtomicCheckpointHook(CheckpointHook):
             self.file_backend.remove(path)
         elif self.file_backend.isdir(path):  # DeepSpeed checkpoints are directories
             self.file_backend.rmtree(path)
+
+
+def _saved_info(key: str) -> bool:
+    """Message hub entries that ``CheckpointHook`` sets when it saves."""
+    return key in ('keep_ckpt_ids', 'last_ckpt') or key.startswith('best_')
 
 
 class _DeferRemovals:
@@ -180,42 +194,44 @@ class _DeferRemovals:
 
 
 class _AtomicSaveRunner:
-    """The runner, with ``save_checkpoint`` going through the hook's atomic save."""
+    """The runner, with ``save_checkpoint`` going through the hook's atomic save and
+    ``work_dir`` a scratch folder for ``last_checkpoint``."""
 
     def __init__(self, hook: AtomicCheckpointHook, runner: Any) -> None:
         self._hook = hook
         self._runner = runner
+        self._scratch = osp.join(runner.work_dir, LAST_CHECKPOINT_SCRATCH)
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args=None,
                         backend_args=None, **kwargs) -> None:
         assert out_dir == self._hook.out_dir, (out_dir, self._hook.out_dir)
         self._hook._atomic_save(self._runner, filename, **kwargs)
 
+    @property
+    def work_dir(self) -> str:
+        # CheckpointHook reads it (main process) only to write `last_checkpoint`
+        os.makedirs(self._scratch, exist_ok=True)
+        return self._scratch
+
+    def commit_last_checkpoint(self) -> None:
+        """Rename a ``last_checkpoint`` written in the scratch folder into place."""
+        if not is_main_process():
+            return
+        written = osp.join(self._scratch, 'last_checkpoint')
+        if osp.isfile(written):
+            commit_file(written, osp.join(self._runner.work_dir, 'last_checkpoint'))
+        self.drop_scratch()
+
+    def drop_scratch(self) -> None:
+        if is_main_process() and osp.isdir(self._scratch):
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._runner, name)
 
 
-def _unwrap(runner: Any) -> Any:
-    return runner._runner if isinstance(runner, _AtomicSaveRunner) else runner
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_dir(path: str) -> None:
-    """Persist a rename (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
+def _remove_path(path: str) -> None:
+    if osp.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        remove_quietly(path)

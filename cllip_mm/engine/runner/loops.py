@@ -1,6 +1,5 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """An iteration-based train loop that resumes in O(1) instead of replaying batches."""
-import json
 import logging
 
 from mmengine.logging import print_log
@@ -8,9 +7,7 @@ from mmengine.runner.loops import IterBasedTrainLoop, _InfiniteDataloaderIterato
 
 from cllip_mm.registry import LOOPS
 from ..hooks.sampler_state_hook import SamplerStateHook, find_train_sampler
-
-#: key of the per-sample state of streaming datasets (``RegionTextShardStream``)
-STREAM_STATE_KEY = '_stream_state'
+from ..resume import SAMPLE_STATE_KEY, ResumableStream, decode_sample_state
 
 
 @LOOPS.register_module()
@@ -25,12 +22,14 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     run draws exactly the sample indices of an uninterrupted one from iteration
     ``k + 1`` on. Random augmentations are not replayed (their generators restart).
 
-    Needs a sampler with ``state_dict`` / ``load_state_dict`` / ``set_start`` (e.g.
+    Needs one side of the resume contract (:mod:`cllip_mm.engine.resume`): a
+    :class:`~cllip_mm.engine.resume.ResumableSampler` (e.g.
     :class:`~cllip_mm.datasets.ResumableInfiniteSampler`) under a plain
-    ``BatchSampler``, or a streaming dataset whose samples carry their stream state
-    (:class:`~cllip_mm.datasets.RegionTextShardStream`: the loop pops
-    ``'_stream_state'`` from each batch and keeps the last state of every worker in
-    :attr:`stream_states`); otherwise it warns and replays like the parent class.
+    ``BatchSampler``, or a :class:`~cllip_mm.engine.resume.ResumableStream` dataset
+    (e.g. :class:`~cllip_mm.datasets.RegionTextShardStream`: the loop pops the sample
+    states (:data:`~cllip_mm.engine.resume.SAMPLE_STATE_KEY`) from each batch and keeps
+    the last state of every worker in :attr:`stream_states`); otherwise it warns and
+    replays like the parent class.
     Arguments are those of :class:`mmengine.runner.IterBasedTrainLoop`.
     """
 
@@ -52,7 +51,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
 
     def _seek_stream(self) -> bool:
         dataset = self.dataloader.dataset
-        state = getattr(dataset, 'pending_state', None)
+        state = dataset.pending_state
         if state is None:
             return False
         dataset.load_state_dict(state)
@@ -67,7 +66,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
 
     def _seek(self) -> bool:
         """Start the sampler after the consumed samples; False if it cannot."""
-        if hasattr(self.dataloader.dataset, 'resume_states'):
+        if isinstance(self.dataloader.dataset, ResumableStream):
             if self._seek_stream():
                 return True
             print_log(f'{type(self).__name__}: the checkpoint has no stream state; '
@@ -102,22 +101,23 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
                   'samples per rank consumed) without replaying them', logger='current')
         return True
 
+    def _keep_stream_state(self, data_batch) -> None:
+        """Pop the sample states from a batch; keep the last one as its worker's."""
+        if isinstance(data_batch, dict) and SAMPLE_STATE_KEY in data_batch:
+            state = decode_sample_state(data_batch.pop(SAMPLE_STATE_KEY)[-1])
+            self.stream_states[state['worker']] = state
+
     def run(self):
         """Launch training (``IterBasedTrainLoop.run`` without the replay)."""
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         if self._iter > 0 and not self._seek():
             for _ in range(self._iter):
-                data_batch = next(self.dataloader_iterator)
-                if isinstance(data_batch, dict) and STREAM_STATE_KEY in data_batch:
-                    state = json.loads(data_batch[STREAM_STATE_KEY][-1])
-                    self.stream_states[state['worker']] = state
+                self._keep_stream_state(next(self.dataloader_iterator))
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = next(self.dataloader_iterator)
-            if isinstance(data_batch, dict) and STREAM_STATE_KEY in data_batch:
-                state = json.loads(data_batch.pop(STREAM_STATE_KEY)[-1])
-                self.stream_states[state['worker']] = state
+            self._keep_stream_state(data_batch)
             self.run_iter(data_batch)
             self._decide_current_val_interval()
             if (self.runner.val_loop is not None and self._iter >= self.val_begin

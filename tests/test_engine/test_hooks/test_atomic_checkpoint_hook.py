@@ -109,6 +109,25 @@ def test_stale_part_files_are_removed_and_best_is_kept_once(tmp_path):
     assert torch.load(osp.join(work_dir, best[0]))['meta']['iter'] in (2, 4, 6)
 
 
+def test_full_disk_at_the_best_checkpoint_keeps_everything(tmp_path, full_disk_at):
+    """The best checkpoint goes through the same atomic save: a failed one leaves the
+    regular checkpoint, `last_checkpoint` and the hook's bookkeeping as they were."""
+    work_dir = str(tmp_path / 'work_dir')
+    full_disk_at('best_mse')
+    cfg = make_cfg(work_dir)
+    runner = Runner.from_cfg(Config(cfg))
+    with pytest.raises(CheckpointSaveError, match='best_mse_iter_2.pth'):
+        runner.train()
+    files = sorted(os.listdir(work_dir))
+    assert 'iter_2.pth' in files and not [f for f in files if f.startswith('best_')]
+    assert not [f for f in files if f.endswith('.part')], files  # nor the scratch folder
+    assert last_checkpoint(work_dir) == osp.join(work_dir, 'iter_2.pth')
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'AtomicCheckpointHook')
+    assert hook.best_ckpt_path is None and hook.last_ckpt == osp.join(work_dir, 'iter_2.pth')
+    assert 'best_score' not in runner.message_hub.runtime_info
+    assert 'best_ckpt' not in runner.message_hub.runtime_info
+
+
 def test_atomic_write_bytes_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = str(tmp_path / 'last_checkpoint')
     atomic_write_bytes(path, b'old')
