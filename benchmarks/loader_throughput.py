@@ -80,26 +80,28 @@ def stage_us(jsonl, stream, shard: str, repeats: int = 5) -> dict:
     parts add up to less than the whole, and the wholes to less than a sample costs in
     the loader.
     """
+    import json
+
     import mmcv
     from mmengine.fileio import get
 
-    from cllip_mm.datasets.region_text_stream import _json_loads
+    from cllip_mm.datasets.odvg import is_odvg_record
     from cllip_mm.datasets.tar_shards import iter_tar_samples
 
     samples = [(shard, key, files) for key, files, _, _ in iter_tar_samples(shard)]
     n = len(samples)
-    raws = [_json_loads(files['json']) for _, _, files in samples]
+    raws = [json.loads(files['json']) for _, _, files in samples]
     infos = [jsonl.get_data_info(i) for i in range(n)]
     load = jsonl.pipeline.transforms[0]
 
     def parse():
         for (shard, key, files), raw in zip(samples, raws):
             raw.setdefault('image', f'{key}.jpg')
-            stream.parser.parse_sample(raw, shard, key)
+            stream.parser.parse(raw, shard, key, convert=is_odvg_record(raw))
 
     stages = dict(
         shards_tar_read=lambda: list(iter_tar_samples(shard)),
-        shards_json_decode=lambda: [_json_loads(f['json']) for _, _, f in samples],
+        shards_json_decode=lambda: [json.loads(f['json']) for _, _, f in samples],
         shards_record_checks=parse,
         image_decode=lambda: [mmcv.imfrombytes(f['jpg'], flag='color', channel_order='bgr')
                               for _, _, f in samples],  # the same images in both

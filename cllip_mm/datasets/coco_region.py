@@ -13,7 +13,7 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from cllip_mm.registry import DATASETS
-from .class_names import lvis_prompt_name
+from cllip_mm.text.class_names import lvis_prompt_name
 
 
 @DATASETS.register_module()

@@ -21,10 +21,11 @@ or a **detection** record, whose ``label`` indexes a label map file
 
 Boxes are xyxy pixels of the image (the frame of cllip_mm's own format).
 :class:`ODVGRecordConverter` turns each record into a record of cllip_mm's JSON Lines
-format (``image``, ``width``, ``height``, ``caption``, ``regions``), which
-:class:`~cllip_mm.datasets.RegionTextDataset` then validates like its own lines; every
-region carries ``_field`` (e.g. ``grounding.regions[2]``) so that errors name the ODVG
-field. A grounding region with ``k`` boxes becomes ``k`` regions with the same phrase; a
+format (``image``, ``width``, ``height``, ``caption``, ``regions``), which the record
+checks (:class:`~cllip_mm.datasets.records.RecordParser`, used by
+:class:`~cllip_mm.datasets.RegionTextDataset` and the shard stream) then validate like
+region-text records; every region carries ``_field`` (e.g. ``grounding.regions[2]``)
+so that errors name the ODVG field. A grounding region with ``k`` boxes becomes ``k`` regions with the same phrase; a
 list phrase (mmdet's GoldG converter writes one for non-contiguous tokens) is joined
 with spaces; a missing phrase is read from ``tokens_positive``.
 
@@ -35,12 +36,12 @@ COCO-style captions file (``images[].file_name`` / ``annotations[].image_id`` an
 distinct categories in order of first appearance ("a photo of person, dog and frisbee.").
 """
 import os.path as osp
-from numbers import Real
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from mmengine.fileio import load
 
-from .region_text import BadRecordError
+from .records import BadRecordError, Line, is_finite_number, where
 
 #: The caption policy of detection records (all keys optional, see ``make_caption``).
 #: ``captions_file``: a COCO-style captions JSON (relative to ``data_root``), or None.
@@ -99,11 +100,31 @@ def load_coco_captions(path: str, backend_args: Optional[dict] = None
     return captions
 
 
+def build_odvg_converter(label_map_file: Optional[str] = None,
+                         caption_policy: Optional[dict] = None,
+                         data_root: Optional[str] = None,
+                         backend_args: Optional[dict] = None) -> 'ODVGRecordConverter':
+    """The converter of a dataset's ODVG records, its files read (relative paths are
+    relative to ``data_root``): the label map ``label_map_file`` and the captions file
+    ``caption_policy['captions_file']``."""
+
+    def resolve(path):
+        return path if osp.isabs(path) else osp.join(data_root or '', path)
+
+    label_map = None if label_map_file is None else load_label_map(
+        resolve(label_map_file), backend_args)
+    captions_file = (caption_policy or {}).get('captions_file')
+    captions = None if captions_file is None else load_coco_captions(
+        resolve(captions_file), backend_args)
+    return ODVGRecordConverter('', label_map, caption_policy, captions)
+
+
 class ODVGRecordConverter:
     """Validate an ODVG record and convert it to a cllip_mm record.
 
     Args:
-        ann_file (str): The annotation file (for messages).
+        ann_file (str): The annotation file named in messages, unless :meth:`convert`
+            is given another ``source``.
         label_map (dict[int, str], optional): The label map of detection records. Without
             it, a detection instance needs ``category``.
         caption_policy (dict, optional): Overrides of :data:`DEFAULT_CAPTION_POLICY`.
@@ -134,54 +155,54 @@ class ODVGRecordConverter:
         self.captions = captions or {}
 
     # ------------------------------------------------------------------ records
-    def convert(self, raw: Any, line_no: int,
-                on_region_error: Callable[[BadRecordError], None]) -> dict:
-        """Return the cllip_mm record of ODVG record ``raw`` (line ``line_no``).
+    def convert(self, raw: Any, line_no: Line,
+                on_region_error: Callable[[BadRecordError], None],
+                source: Optional[str] = None) -> dict:
+        """Return the cllip_mm record of ODVG record ``raw`` (line ``line_no`` of
+        ``source``, default :attr:`ann_file`; in a shard, the sample key).
 
         Record-level problems raise :class:`BadRecordError`; region-level ones are
         passed to ``on_region_error`` (which raises or counts) and the region dropped.
-        ``width`` / ``height`` and the boxes' geometry are left to the dataset's checks.
+        ``width`` / ``height`` and the boxes' geometry are left to the record checks.
         """
+        at = partial(where, self.ann_file if source is None else source, line_no)
         if not isinstance(raw, dict):
-            raise BadRecordError(self._where(line_no, '<record>') +
-                                 f': expected a JSON object, got {type(raw).__name__}',
-                                 'wrong type')
+            raise BadRecordError(
+                f'{at("<record>")}: expected a JSON object, got {type(raw).__name__}',
+                'wrong type')
         image = raw.get('filename')
         if not isinstance(image, str) or not image:
             raise BadRecordError(
-                self._where(line_no, 'filename') + f': expected a non-empty string, got '
-                f'{image!r}', 'missing field' if image is None else 'wrong type')
+                f'{at("filename")}: expected a non-empty string, got {image!r}',
+                'missing field' if image is None else 'wrong type')
         record = {k: raw[k] for k in ('width', 'height') if k in raw}
         record['image'] = image
         if 'grounding' in raw:
-            record.update(self._grounding(raw['grounding'], line_no, image,
-                                          on_region_error))
+            record.update(self._grounding(raw['grounding'], at, image, on_region_error))
         elif 'detection' in raw:
-            record.update(self._detection(raw['detection'], line_no, image,
-                                          on_region_error))
+            record.update(self._detection(raw['detection'], at, image, on_region_error))
         else:
             raise BadRecordError(
-                self._where(line_no, 'grounding', image) +
-                ': missing (an ODVG record has `grounding` or `detection`)',
-                'missing field')
+                f'{at("grounding", image)}: missing (an ODVG record has `grounding` or '
+                '`detection`)', 'missing field')
         return record
 
-    def _grounding(self, ann: Any, line_no: int, image: str,
+    def _grounding(self, ann: Any, at: Callable[..., str], image: str,
                    on_region_error: Callable) -> dict:
-        self._check_dict(ann, 'grounding', line_no, image)
+        self._check_dict(ann, 'grounding', at, image)
         caption = ann.get('caption')
         if not isinstance(caption, str):
-            raise self._error(line_no, 'grounding.caption', image,
+            raise self._error(at, 'grounding.caption', image,
                               f'expected a string, got {caption!r}', caption)
         regions_in = ann.get('regions')
         if not isinstance(regions_in, list):
-            raise self._error(line_no, 'grounding.regions', image,
+            raise self._error(at, 'grounding.regions', image,
                               f'expected a list, got {regions_in!r}', regions_in)
         regions = []
         for i, region in enumerate(regions_in):
             field = f'grounding.regions[{i}]'
             try:
-                phrase, boxes = self._grounding_region(region, caption, line_no, image,
+                phrase, boxes = self._grounding_region(region, caption, at, image,
                                                        field)
             except BadRecordError as e:
                 on_region_error(e)
@@ -191,14 +212,14 @@ class ODVGRecordConverter:
                         for box in boxes]
         return dict(caption=caption, regions=regions)
 
-    def _grounding_region(self, region: Any, caption: str, line_no: int, image: str,
-                          field: str):
+    def _grounding_region(self, region: Any, caption: str, at: Callable[..., str],
+                          image: str, field: str):
         if not isinstance(region, dict):
-            raise self._region_error(line_no, field, image,
+            raise self._region_error(at, field, image,
                                      f'expected a JSON object, got {region!r}',
                                      'wrong type')
         if 'bbox' not in region:
-            raise self._region_error(line_no, field + '.bbox', image, 'missing',
+            raise self._region_error(at, field + '.bbox', image, 'missing',
                                      'missing field')
         bbox = region['bbox']
         # one box [x1, y1, x2, y2] or a list of boxes
@@ -207,7 +228,7 @@ class ODVGRecordConverter:
         spans = region.get('tokens_positive')
         if spans is not None and not _valid_spans(spans, len(caption)):
             raise self._region_error(
-                line_no, field + '.tokens_positive', image,
+                at, field + '.tokens_positive', image,
                 f'expected a list of [start, end] character spans of the caption '
                 f'(0 <= start < end <= {len(caption)}), got {spans!r}',
                 'bad tokens_positive')
@@ -215,28 +236,28 @@ class ODVGRecordConverter:
         if phrase is None and spans:
             phrase = ' '.join(caption[int(s):int(e)] for s, e in spans)
         elif phrase is None:
-            raise self._region_error(line_no, field + '.phrase', image,
+            raise self._region_error(at, field + '.phrase', image,
                                      'missing (and no tokens_positive)', 'missing field')
         if isinstance(phrase, list) and phrase and all(isinstance(p, str) for p in phrase):
             phrase = ' '.join(p.strip() for p in phrase)
         if not isinstance(phrase, str):
-            raise self._region_error(line_no, field + '.phrase', image,
+            raise self._region_error(at, field + '.phrase', image,
                                      f'expected a string or a list of strings, got '
                                      f'{phrase!r}', 'wrong type')
         return phrase, boxes
 
-    def _detection(self, ann: Any, line_no: int, image: str,
+    def _detection(self, ann: Any, at: Callable[..., str], image: str,
                    on_region_error: Callable) -> dict:
-        self._check_dict(ann, 'detection', line_no, image)
+        self._check_dict(ann, 'detection', at, image)
         instances = ann.get('instances', [])
         if not isinstance(instances, list):
-            raise self._error(line_no, 'detection.instances', image,
+            raise self._error(at, 'detection.instances', image,
                               f'expected a list, got {instances!r}', instances)
         regions, categories = [], []
         for i, inst in enumerate(instances):
             field = f'detection.instances[{i}]'
             try:
-                name = self._category(inst, line_no, image, field)
+                name = self._category(inst, at, image, field)
             except BadRecordError as e:
                 on_region_error(e)
                 continue
@@ -246,36 +267,35 @@ class ODVGRecordConverter:
                 categories.append(name)
         return dict(caption=self.make_caption(image, categories), regions=regions)
 
-    def _category(self, inst: Any, line_no: int, image: str, field: str) -> str:
+    def _category(self, inst: Any, at: Callable[..., str], image: str, field: str) -> str:
         if not isinstance(inst, dict):
-            raise self._region_error(line_no, field, image,
+            raise self._region_error(at, field, image,
                                      f'expected a JSON object, got {inst!r}', 'wrong type')
         if 'bbox' not in inst:
-            raise self._region_error(line_no, field + '.bbox', image, 'missing',
+            raise self._region_error(at, field + '.bbox', image, 'missing',
                                      'missing field')
         if self.label_map is not None:
             label = inst.get('label')
             if label is None:
-                raise self._region_error(line_no, field + '.label', image, 'missing',
+                raise self._region_error(at, field + '.label', image, 'missing',
                                          'missing field')
-            if not (isinstance(label, Real) and not isinstance(label, bool)
-                    and float(label).is_integer()):
-                raise self._region_error(line_no, field + '.label', image,
+            if not (is_finite_number(label) and float(label).is_integer()):
+                raise self._region_error(at, field + '.label', image,
                                          f'expected an integer, got {label!r}',
                                          'wrong type')
             if int(label) not in self.label_map:
-                raise self._region_error(line_no, field + '.label', image,
+                raise self._region_error(at, field + '.label', image,
                                          f'label {label} is not in the label map',
                                          'unknown label')
             return self.label_map[int(label)]
         name = inst.get('category')
         if name is None:
             raise self._region_error(
-                line_no, field + '.category', image,
+                at, field + '.category', image,
                 'missing (give the dataset a label_map_file to name labels)',
                 'missing field')
         if not isinstance(name, str) or not name.strip():
-            raise self._region_error(line_no, field + '.category', image,
+            raise self._region_error(at, field + '.category', image,
                                      f'expected a non-empty string, got {name!r}',
                                      'wrong type' if not isinstance(name, str)
                                      else 'empty phrase')
@@ -294,22 +314,18 @@ class ODVGRecordConverter:
         return p['template'].format(cats[0] if cats else '').strip()
 
     # ------------------------------------------------------------------ errors
-    def _where(self, line_no: int, field: str, image: Optional[str] = None) -> str:
-        where = f'{self.ann_file}:{line_no}: field `{field}`'
-        return where if image is None else where + f' (image {image!r})'
-
-    def _error(self, line_no, field, image, msg, value) -> BadRecordError:
-        return BadRecordError(self._where(line_no, field, image) + ': ' + msg,
+    @staticmethod
+    def _error(at, field, image, msg, value) -> BadRecordError:
+        return BadRecordError(f'{at(field, image)}: {msg}',
                               'missing field' if value is None else 'wrong type')
 
-    def _region_error(self, line_no, field, image, msg, reason) -> BadRecordError:
-        return BadRecordError(self._where(line_no, field, image) + ': ' + msg, reason,
-                              'region')
+    @staticmethod
+    def _region_error(at, field, image, msg, reason) -> BadRecordError:
+        return BadRecordError(f'{at(field, image)}: {msg}', reason, 'region')
 
-    def _check_dict(self, ann, field, line_no, image):
+    def _check_dict(self, ann, field, at, image):
         if not isinstance(ann, dict):
-            raise self._error(line_no, field, image,
-                              f'expected a JSON object, got {ann!r}', ann)
+            raise self._error(at, field, image, f'expected a JSON object, got {ann!r}', ann)
 
 
 def _valid_spans(spans: Any, length: int) -> bool:

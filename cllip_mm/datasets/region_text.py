@@ -1,99 +1,20 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Region-text dataset in the JSON Lines format of docs/method.md (section 5.1) or mmdet's ODVG."""
-import json
 import logging
-import math
-import os.path as osp
 from collections import Counter
-from numbers import Real
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import exists, get
 from mmengine.logging import print_log
 
 from cllip_mm.registry import DATASETS
+from .odvg import build_odvg_converter, is_odvg_record
+from .records import BORDER_TOLERANCE, BadRecordError, RecordParser, iter_json_lines
 
-#: Tolerance (pixels) for boxes that overshoot the image border; they are clipped.
-BORDER_TOLERANCE = 1.0
-
-
-class BadRecordError(ValueError):
-    """A record or region of the annotation file is invalid.
-
-    Attributes:
-        reason (str): A short, stable name of the problem (used to count skips).
-        level (str): ``'record'`` (the whole image is dropped when skipping) or
-            ``'region'`` (only that region is dropped).
-        line_no (int, optional): The 1-based line of the record in its file.
-    """
-
-    def __init__(self, message: str, reason: str, level: str = 'record',
-                 line_no: Optional[int] = None):
-        super().__init__(message)
-        self.reason = reason
-        self.level = level
-        self.line_no = line_no
-
-
-_UTF8_BOM = b'\xef\xbb\xbf'
-_UTF16_BOMS = (b'\xff\xfe', b'\xfe\xff')
-
-
-def iter_json_lines(ann_file: str,
-                    backend_args: Optional[dict] = None,
-                    on_error: Optional[Callable[[BadRecordError], None]] = None
-                    ) -> Iterator[Tuple[int, Any]]:
-    """Yield ``(line_no, record)`` for every non-blank line of a JSON Lines file.
-
-    The one reader of JSON Lines annotation files (region-text and ODVG). Tolerates
-    what editors and Windows tools write: a UTF-8 byte-order mark (at the start of the
-    file, or of a line when files were concatenated), CRLF or bare-CR line endings, and
-    blank lines (skipped; ``line_no`` still counts them, 1-based). Lines are split on
-    ``\\n`` only, so U+2028 / U+0085 inside JSON strings do not break a record.
-
-    Args:
-        ann_file (str): Path or URI, read through the mmengine file backend.
-        backend_args (dict, optional): Arguments of the mmengine file backend.
-        on_error (callable, optional): Called with a :class:`BadRecordError`
-            (``reason`` ``'invalid JSON'`` or ``'invalid encoding'``, naming the file,
-            the line and the column) for a line that is not valid UTF-8 JSON; the line
-            is then skipped. Without it the error is raised.
-
-    Raises:
-        ValueError: If the file is UTF-16 encoded (always; it has no valid line).
-    """
-    data = get(ann_file, backend_args=backend_args)
-    if data.startswith(_UTF16_BOMS):
-        raise ValueError(f'{ann_file}: the file is UTF-16 encoded (it starts with a '
-                         'UTF-16 byte-order mark); save it as UTF-8 JSON Lines')
-    # Classic Mac OS line endings: a file with CRs and no LF.
-    sep = b'\r' if b'\n' not in data and b'\r' in data else b'\n'
-    for line_no, raw in enumerate(data.split(sep), start=1):
-        if raw.startswith(_UTF8_BOM):
-            raw = raw[len(_UTF8_BOM):]
-        raw = raw.rstrip(b'\r')
-        if not raw.strip():
-            continue
-        where = f'{ann_file}:{line_no}: field `<record>`'
-        try:
-            line = raw.decode('utf-8')
-            record = json.loads(line)
-        except UnicodeDecodeError as e:
-            error = BadRecordError(
-                f'{where}: not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column '
-                f'{e.start + 1}); save the file as UTF-8', 'invalid encoding',
-                line_no=line_no)
-        except json.JSONDecodeError as e:
-            error = BadRecordError(f'{where}: invalid JSON ({e.msg} at column {e.colno})',
-                                   'invalid JSON', line_no=line_no)
-        else:
-            yield line_no, record
-            continue
-        if on_error is None:
-            raise error
-        on_error(error)
+# the record checks live in .records; BadRecordError, iter_json_lines and
+# BORDER_TOLERANCE are re-exported here for existing imports
+__all__ = ['RegionTextDataset', 'BadRecordError', 'iter_json_lines', 'BORDER_TOLERANCE']
 
 
 @DATASETS.register_module()
@@ -116,7 +37,8 @@ class RegionTextDataset(BaseDataset):
     (list[str] of length N), ``gt_scores`` (float32 [N]) and ``ann_line`` (1-based line
     of the record); :meth:`get_data_info` adds ``ann_file``, ``on_bad_record``,
     ``test_mode`` and, with ``return_vocabulary``, ``vocabulary`` (the ``classes``
-    tuple). The file is read by :func:`iter_json_lines` (UTF-8, BOM and CRLF tolerant).
+    tuple). The file is read by :func:`iter_json_lines` (UTF-8, BOM and CRLF tolerant),
+    its records checked by :class:`~cllip_mm.datasets.records.RecordParser`.
 
     ``metainfo['classes']`` is the phrase vocabulary: the ``classes`` given in
     ``metainfo``, else the sorted distinct phrases of the file (after ``min_score``
@@ -190,17 +112,24 @@ class RegionTextDataset(BaseDataset):
         self.skip_counts: Counter = Counter()
         #: One dict (``line``, ``level``, ``reason``, ``message``) per skipped item.
         self.bad_records: List[dict] = []
-        self._num_low_score = 0
-        self._odvg = self._odvg_converter(kwargs, label_map_file, caption_policy)
-        self._is_odvg: Optional[bool] = None  # decided by the file's first record
+        #: The record checks of ``ann_file`` (made when its first record is read).
+        self.parser: Optional[RecordParser] = None
+        self._odvg = build_odvg_converter(label_map_file, caption_policy,
+                                          kwargs.get('data_root'), backend_args)
+        if self._odvg.label_map is not None:
+            metainfo = dict(kwargs.get('metainfo') or {})
+            if metainfo.get('classes') is None:  # the label map's names in label order
+                label_map = self._odvg.label_map
+                metainfo['classes'] = tuple(label_map[k] for k in sorted(label_map))
+                kwargs['metainfo'] = metainfo
         super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
 
     # ------------------------------------------------------------------ loading
     def load_data_list(self) -> List[dict]:
         """Parse every line of ``ann_file``; set ``classes`` if not given."""
         self.skip_counts = Counter()
-        self._num_low_score = 0
         self.bad_records = []
+        self.parser = None  # made for this file by parse_data_info
         data_list = []
         for line_no, raw in iter_json_lines(self.ann_file, self.backend_args, self._bad):
             data_info = self.parse_data_info(raw, line_no)
@@ -223,175 +152,21 @@ class RegionTextDataset(BaseDataset):
         return data_list
 
     def parse_data_info(self, raw_data_info: Any, line_no: int = 0) -> Optional[dict]:
-        """Validate one record and convert it to a data info.
+        """Validate one record and convert it to a data info (see
+        :class:`~cllip_mm.datasets.records.RecordParser`).
 
         Returns None when the record is skipped (``on_bad_record='skip'``).
         """
-        try:
-            raw_data_info = self._from_odvg(raw_data_info, line_no)
-            info = self._parse_image_fields(raw_data_info, line_no)
-        except BadRecordError as e:
-            e.line_no = line_no
-            self._bad(e)
-            return None
-
-        image = raw_data_info['image']
-        bboxes, phrases, scores = [], [], []
-        for i, region in enumerate(raw_data_info['regions']):
-            try:
-                bbox, phrase, score = self._parse_region(region, i, info, line_no, image)
-            except BadRecordError as e:
-                e.line_no = line_no
-                self._bad(e)
-                continue
-            if self.min_score is not None and score < self.min_score:
-                self._num_low_score += 1
-                continue
-            bboxes.append(bbox)
-            phrases.append(phrase)
-            scores.append(score)
-        info['gt_bboxes'] = np.array(bboxes, dtype=np.float32).reshape(-1, 4)
-        info['gt_phrases'] = phrases
-        info['gt_scores'] = np.array(scores, dtype=np.float32)
-        return info
-
-    def _parse_image_fields(self, raw: Any, line_no: int) -> dict:
-        if not isinstance(raw, dict):
-            raise BadRecordError(
-                self._where(line_no, '<record>') +
-                f': expected a JSON object, got {type(raw).__name__}', 'wrong type')
-        image = raw.get('image')
-        if not isinstance(image, str) or not image:
-            raise BadRecordError(
-                self._where(line_no, 'image') + ': expected a non-empty string, got '
-                f'{image!r}', 'missing field' if image is None else 'wrong type')
-
-        # one test of the valid record (checked per sample by the shard stream); the
-        # field-by-field checks, which build the error message, only when it fails
-        if not (_is_positive_int(raw.get('width')) and _is_positive_int(raw.get('height'))
-                and isinstance(raw.get('caption'), str)
-                and isinstance(raw.get('regions'), list)):
-            self._check_image_fields(raw, line_no, image)
-        img_path = osp.join(self.data_prefix['img'], image)
-        if self.check_image_exists and not exists(img_path, backend_args=self.backend_args):
-            raise BadRecordError(
-                self._where(line_no, 'image', image) + f': file {img_path} not found',
-                'missing image file')
-        return dict(img_path=img_path, width=int(raw['width']),
-                    height=int(raw['height']), caption=raw['caption'], ann_line=line_no)
-
-    def _check_image_fields(self, raw: dict, line_no: int, image: str) -> None:
-        """Raise the :class:`BadRecordError` of the first bad image-level field."""
-
-        def check(field: str, ok, expected: str):
-            if field not in raw:
-                raise BadRecordError(
-                    self._where(line_no, field, image) + ': missing', 'missing field')
-            if not ok(raw[field]):
-                raise BadRecordError(
-                    self._where(line_no, field, image) +
-                    f': expected {expected}, got {raw[field]!r}', 'wrong type')
-
-        check('width', _is_positive_int, 'a positive integer')
-        check('height', _is_positive_int, 'a positive integer')
-        check('caption', lambda v: isinstance(v, str), 'a string')
-        check('regions', lambda v: isinstance(v, list), 'a list')
-        raise AssertionError(f'{self._where(line_no, "<record>", image)}: no bad field')
-
-    def _parse_region(self, region: Any, i: int, info: dict, line_no: int,
-                      image: str) -> Tuple[List[float], str, float]:
-        # Run for every region of every record (per sample by the shard stream): the
-        # checks are written out, the error messages built only on failure.
-        def bad(sub: str, msg: str, reason: str):
-            # an ODVG region names its source field
-            field = region.get('_field', f'regions[{i}]') if isinstance(region, dict) \
-                else f'regions[{i}]'
-            return BadRecordError(
-                self._where(line_no, field + sub, image) + ': ' + msg, reason, 'region')
-
-        if not isinstance(region, dict):
-            raise bad('', f'expected a JSON object, got {region!r}', 'wrong type')
-        if 'bbox' not in region:
-            raise bad('.bbox', 'missing', 'missing field')
-        if 'phrase' not in region:
-            raise bad('.phrase', 'missing', 'missing field')
-
-        phrase = region['phrase']
-        if not isinstance(phrase, str):
-            raise bad('.phrase', f'expected a string, got {phrase!r}', 'wrong type')
-        phrase = phrase.strip()
-        if not phrase:
-            raise bad('.phrase', 'empty phrase', 'empty phrase')
-
-        score = region.get('score', 1.0)
-        if not _is_finite_number(score):
-            raise bad('.score', f'expected a number, got {score!r}', 'wrong type')
-
-        bbox = region['bbox']
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
-                      'wrong type')
-        x1, y1, x2, y2 = bbox
-        # four floats with a finite sum are finite (the usual case, tested without a
-        # call per coordinate); anything else is tested coordinate by coordinate
-        if not (type(x1) is float and type(y1) is float and type(x2) is float
-                and type(y2) is float and math.isfinite(x1 + y1 + x2 + y2)):
-            if not (_is_finite_number(x1) and _is_finite_number(y1)
-                    and _is_finite_number(x2) and _is_finite_number(y2)):
-                raise bad('.bbox', f'expected a list of 4 numbers, got {bbox!r}',
-                          'wrong type')
-            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
-        if x2 <= x1 or y2 <= y1:
-            raise bad('.bbox', f'degenerate box {bbox} (need x2 > x1 and y2 > y1)',
-                      'degenerate box')
-        w, h, tol = info['width'], info['height'], BORDER_TOLERANCE
-        if x1 < -tol or y1 < -tol or x2 > w + tol or y2 > h + tol:
-            raise bad('.bbox', f'box {bbox} is outside the image of size '
-                      f'(w={w}, h={h})', 'box outside image')
-        # clip to [0, w] x [0, h] (min(max(v, 0.), w), without the calls)
-        x1 = 0. if x1 < 0. else (w if x1 > w else x1)
-        x2 = 0. if x2 < 0. else (w if x2 > w else x2)
-        y1 = 0. if y1 < 0. else (h if y1 > h else y1)
-        y2 = 0. if y2 < 0. else (h if y2 > h else y2)
-        if x2 <= x1 or y2 <= y1:
-            raise bad('.bbox', f'box {bbox} is empty once clipped to the image of size '
-                      f'(w={w}, h={h})', 'degenerate box')
-        return [x1, y1, x2, y2], phrase, float(score)
-
-    # ------------------------------------------------------------------ ODVG
-    def _odvg_converter(self, kwargs: dict, label_map_file: Optional[str],
-                        caption_policy: Optional[dict]):
-        from .odvg import ODVGRecordConverter, load_coco_captions, load_label_map
-
-        def resolve(path):
-            return path if osp.isabs(path) else osp.join(kwargs.get('data_root') or '', path)
-
-        label_map = None
-        if label_map_file is not None:
-            label_map = load_label_map(resolve(label_map_file), self.backend_args)
-            metainfo = dict(kwargs.get('metainfo') or {})
-            if metainfo.get('classes') is None:
-                metainfo['classes'] = tuple(label_map[k] for k in sorted(label_map))
-                kwargs['metainfo'] = metainfo
-        captions_file = (caption_policy or {}).get('captions_file')
-        captions = None if captions_file is None else load_coco_captions(
-            resolve(captions_file), self.backend_args)
-        # ann_file is set once BaseDataset has joined it with data_root
-        return ODVGRecordConverter('', label_map, caption_policy, captions)
-
-    def _from_odvg(self, raw: Any, line_no: int) -> Any:
-        """``raw`` converted to this format if the file is ODVG, else ``raw``."""
-        if self._is_odvg is None:  # the file's first record (odvg imports this module)
-            from .odvg import is_odvg_record
-            self._is_odvg = is_odvg_record(raw)
-            self._odvg.ann_file = self.ann_file
-        return self._odvg.convert(raw, line_no, self._bad) if self._is_odvg else raw
+        if self.parser is None:
+            # the file's format is decided by its first record
+            self.parser = RecordParser(
+                self._bad, min_score=self.min_score, img_prefix=self.data_prefix['img'],
+                check_image_exists=self.check_image_exists, backend_args=self.backend_args,
+                converter=self._odvg if is_odvg_record(raw_data_info) else None)
+        return self.parser.parse(raw_data_info, self.ann_file, line_no,
+                                 convert=self.parser.converter is not None)
 
     # ------------------------------------------------------------ bad records
-    def _where(self, line_no: int, field: str, image: Optional[str] = None) -> str:
-        where = f'{self.ann_file}:{line_no}: field `{field}`'
-        return where if image is None else where + f' (image {image!r})'
-
     def _bad(self, error: BadRecordError) -> None:
         if self.on_bad_record == 'raise':
             raise error
@@ -400,10 +175,11 @@ class RegionTextDataset(BaseDataset):
                                      reason=error.reason, message=str(error)))
 
     def _log_skips(self, num_kept: int) -> None:
-        if self._num_low_score:
+        num_low_score = self.parser.num_low_score if self.parser is not None else 0
+        if num_low_score:
             print_log(
                 f'{self.__class__.__name__}({self.ann_file}): dropped '
-                f'{self._num_low_score} regions with score < {self.min_score}',
+                f'{num_low_score} regions with score < {self.min_score}',
                 logger='current', level=logging.INFO)
         if not self.skip_counts:
             return
@@ -445,15 +221,3 @@ class RegionTextDataset(BaseDataset):
         phrases: Sequence[str] = self.get_data_info(idx)['gt_phrases']
         return sorted({index[p] for p in phrases if p in index})
 
-
-def _is_positive_int(value: Any) -> bool:
-    """An int > 0 (an integral float such as 640.0 is accepted too)."""
-    return _is_finite_number(value) and value > 0 and float(value).is_integer()
-
-
-def _is_finite_number(value: Any) -> bool:
-    # JSON numbers are int or float: test those exactly first (``isinstance`` against
-    # the ``Real`` ABC costs a microsecond, per coordinate of every region)
-    if type(value) is float or type(value) is int:
-        return math.isfinite(value)
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -290,7 +290,7 @@ def generate_synthetic_regions(out_dir: str,
     with open(osp.join(out_dir, 'classes.txt'), 'w', encoding='utf-8') as f:
         f.write('\n'.join(summary['classes']) + '\n')
     if build_tokenizer:
-        from cllip_mm.models.tokenizers.build_demo_tokenizer import (
+        from cllip_mm.text.build_demo_tokenizer import (
             build_sentencepiece_tokenizer,
             build_word_level_tokenizer,
         )

@@ -9,7 +9,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_text
 
 from cllip_mm.registry import DATASETS
-from .class_names import IMAGENET_CLASSES
+from cllip_mm.text.class_names import IMAGENET_CLASSES
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 

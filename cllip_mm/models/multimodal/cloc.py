@@ -9,7 +9,6 @@ from mmengine.dist import all_reduce
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
-from cllip_mm.datasets.class_names import get_templates
 from cllip_mm.registry import MODELS, TASK_UTILS
 from cllip_mm.structures import (
     SampleList,
@@ -18,6 +17,7 @@ from cllip_mm.structures import (
     pad_boxes,
     padding_mask,
 )
+from cllip_mm.text.class_names import get_templates
 from ..heads import ClocGroundingHead
 from ..layers import boxes_to_rois, roi_align
 from ..losses import phrase_keys
@@ -600,7 +600,7 @@ class CLOC(ClassEmbeddingCacheMixin, BaseModel):
                 ``phrase_context_length`` embeds the names as region phrases.
             templates (Sequence[str] | str, optional): Templates with one ``'{}'`` for
                 the name, or a template set name (``'openai'``, see
-                :func:`~cllip_mm.datasets.class_names.get_templates`); defaults to
+                :func:`~cllip_mm.text.class_names.get_templates`); defaults to
                 ``test_cfg.prompt_templates``.
         """
         templates = (self.test_cfg['prompt_templates'] if templates is None

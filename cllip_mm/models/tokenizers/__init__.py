@@ -1,4 +1,7 @@
-from .build_demo_tokenizer import build_sentencepiece_tokenizer, build_word_level_tokenizer
+from cllip_mm.text.build_demo_tokenizer import (
+    build_sentencepiece_tokenizer,
+    build_word_level_tokenizer,
+)
 from .hf_tokenizer import EOT_TOKEN, SOT_TOKEN, BaseHFTokenizer, HFTokenizer
 from .sentencepiece_tokenizer import SentencePieceTokenizer
 

@@ -31,7 +31,7 @@ synthetic demo generator writes one to ``<data_root>/tokenizer_t5``::
 from typing import Dict, List, Tuple
 
 from cllip_mm.registry import TASK_UTILS
-from .build_demo_tokenizer import EOS_TOKEN, PAD_TOKEN
+from cllip_mm.text.build_demo_tokenizer import EOS_TOKEN, PAD_TOKEN
 from .hf_tokenizer import BaseHFTokenizer
 
 
