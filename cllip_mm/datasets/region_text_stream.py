@@ -16,7 +16,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from cllip_mm.engine.resume import SAMPLE_STATE_KEY, ResumableStream, encode_sample_state
 from cllip_mm.registry import DATASETS
-from .region_text import BadRecordError, RegionTextDataset
+from .odvg import build_odvg_converter, is_odvg_record
+from .records import BadRecordError, RecordParser
 from .tar_shards import expand_shards, iter_tar_samples
 
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
@@ -24,6 +25,25 @@ IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
 WEIGHTED_PICK_BLOCK = 1024
 #: shards named in the error of a reader that reads no sample (the others are counted)
 NAMED_DRY_SHARDS = 10
+#: default ``max_dry_shards``: shards opened in a row without a sample before a reader fails
+MAX_DRY_SHARDS = 100
+#: what ``len()`` reports without ``num_samples``: a stream has no length, MMEngine asks one
+UNBOUNDED_LEN = 2**40
+
+# Seed domains: every generator of the stream is seeded with ``[seed, DOMAIN, ...]``, so
+# that two kinds of draw never share a generator when their other entries coincide. The
+# values are fixed (renumbering one changes every draw of that kind, and a resumed run
+# would no longer continue the interrupted one).
+#: ``mode='resampled'``: the ``j``-th shard drawn by a reader
+SEED_SHARD_DRAW = 1
+#: the order of the samples within a shuffle block
+SEED_BLOCK_SHUFFLE = 2
+#: ``mode='epoch'``: the order of a source's shards in an epoch
+SEED_SHARD_ORDER = 3
+#: the source of each sample, sources mixed by weight
+SEED_WEIGHTED_PICKS = 7
+#: the source of each sample, sources mixed by ``samples_per_epoch``
+SEED_COUNTED_PICKS = 8
 
 
 def grit_to_record(meta: dict, image: str) -> dict:
@@ -38,38 +58,6 @@ def grit_to_record(meta: dict, image: str) -> dict:
                             phrase=caption[int(s):int(e)],
                             score=ref[6] if len(ref) > 6 else 1.0))
     return dict(image=image, width=w, height=h, caption=caption, regions=regions)
-
-
-class _SampleParser(RegionTextDataset):
-    """:class:`RegionTextDataset`'s record checks for one sample at a time: a bad
-    record or region goes to ``on_bad`` (the stream counts and logs it, the message
-    naming shard, key and field) instead of the dataset's list of bad records, which
-    would grow forever on a stream. The format (region-text or ODVG) is decided per
-    record."""
-
-    def __init__(self, on_bad: Callable[[BadRecordError], None], **kwargs) -> None:
-        super().__init__(ann_file='', lazy_init=True, on_bad_record='skip',
-                         check_image_exists=False, **kwargs)
-        self.on_bad = on_bad
-
-    def parse_sample(self, raw: Any, shard: str, key: str) -> Optional[dict]:
-        """The data info of the record ``raw`` of sample ``key`` of ``shard``, or None
-        (the record is bad; counted by ``on_bad``)."""
-        self.ann_file, self._is_odvg = shard, None
-        return self.parse_data_info(raw, key)
-
-    def _bad(self, error: BadRecordError) -> None:
-        self.on_bad(error)
-
-
-def _json_loads(data: bytes) -> Any:
-    """``json.loads(data)``, a microsecond sooner for UTF-8: ``json.loads`` of bytes
-    first guesses the encoding (a UTF-8 BOM, UTF-16 / 32) in Python. Data that is not
-    plain UTF-8 JSON goes to ``json.loads(data)`` itself, which reads it or raises."""
-    try:
-        return json.loads(data.decode('utf-8'))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return json.loads(data)
 
 
 class _SourceCursor:
@@ -96,7 +84,8 @@ class _SourceCursor:
 
     def __init__(self, shards: List[str], index: int, mode: str, shuffle: bool, seed: int,
                  g: int, num_global: int, block_size: int, stats: Counter,
-                 max_dry_shards: int = 100, who: str = '', spec: Any = None) -> None:
+                 max_dry_shards: int = MAX_DRY_SHARDS, who: str = '',
+                 spec: Any = None) -> None:
         self.shards, self.index, self.mode, self.shuffle = shards, index, mode, shuffle
         self.seed, self.g, self.num_global = seed, g, num_global
         self.block_size, self.stats = block_size, stats
@@ -107,11 +96,12 @@ class _SourceCursor:
 
     def shard_at(self, epoch: int, j: int) -> Optional[str]:
         if self.mode == 'resampled':
-            rng = np.random.default_rng([self.seed, 1, self.index, self.g, j])
+            rng = np.random.default_rng([self.seed, SEED_SHARD_DRAW, self.index, self.g, j])
             return self.shards[int(rng.integers(len(self.shards)))]
         if self._order[0] != epoch:
             n = len(self.shards)
-            order = np.random.default_rng([self.seed, 3, self.index, epoch]).permutation(n) \
+            order = np.random.default_rng(
+                [self.seed, SEED_SHARD_ORDER, self.index, epoch]).permutation(n) \
                 if self.shuffle else np.arange(n)
             self._order = (epoch, order)
         i = self.g + j * self.num_global
@@ -174,8 +164,8 @@ class _SourceCursor:
                 epoch, j, offset, block, taken = epoch + 1, 0, 0, 0, 0
                 continue
             order = np.random.default_rng(
-                [self.seed, 2, self.index, self.g, epoch, block]).permutation(len(items)) \
-                if self.shuffle else np.arange(len(items))
+                [self.seed, SEED_BLOCK_SHUFFLE, self.index, self.g, epoch, block]
+            ).permutation(len(items)) if self.shuffle else np.arange(len(items))
             for t in range(taken, len(items)):
                 yield items[order[t]], [epoch, j, offset, block, t + 1]
             j, offset, block, taken = j2, offset2, block + 1, 0
@@ -188,9 +178,10 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
     A sample is ``KEY.jpg`` (or png / webp) + ``KEY.json``; the JSON is a region-text
     record (``caption``, ``width``, ``height``, ``regions``; ``image`` optional), an
     ODVG record, or an img2dataset GRIT record (``caption`` + ``ref_exps``), validated
-    by :class:`RegionTextDataset`'s rules. Bad samples (unreadable image, image size
-    not the record's, bad JSON, invalid record, corrupt shard) are skipped, counted per
-    reason in :attr:`skip_counts` (per worker process) and logged.
+    by the record checks of :class:`~cllip_mm.datasets.RegionTextDataset`
+    (:class:`~cllip_mm.datasets.records.RecordParser`). Bad samples (unreadable image,
+    image size not the record's, bad JSON, invalid record, corrupt shard) are skipped,
+    counted per reason in :attr:`skip_counts` (per worker process) and logged.
 
     Splitting: with ``W`` ranks of ``N`` dataloader workers there are ``G = W * N``
     global workers; in ``mode='epoch'`` every epoch's shards are shared out among them
@@ -225,7 +216,8 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
         block_size (int): Samples per shuffle block (memory: that many encoded
             samples per source and worker).
         seed (int, optional): None draws one, synchronised across ranks.
-        min_score, label_map_file, caption_policy: As in :class:`RegionTextDataset`.
+        min_score, label_map_file, caption_policy: As in
+            :class:`~cllip_mm.datasets.RegionTextDataset`.
         num_samples (int, optional): What ``len()`` reports (MMEngine asks the length
             of the train dataloader to convert epoch-based schedules; the stream itself
             is infinite). Defaults to a very large number.
@@ -234,7 +226,8 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
             unreadable or empty) raises ``RuntimeError`` naming them, in either mode, so
             that a wrong pattern or a missing mount ends reading in bounded time (in
             ``mode='epoch'`` it would otherwise cycle through empty epochs forever). A few
-            unreadable shards among readable ones are skipped. Defaults to 100.
+            unreadable shards among readable ones are skipped. Defaults to
+            :data:`MAX_DRY_SHARDS` (100).
 
     Raises:
         FileNotFoundError: When built, if none of a source's shards exists (checked
@@ -253,7 +246,7 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
                  label_map_file: Optional[str] = None,
                  caption_policy: Optional[dict] = None,
                  num_samples: Optional[int] = None,
-                 max_dry_shards: int = 100) -> None:
+                 max_dry_shards: int = MAX_DRY_SHARDS) -> None:
         self.num_samples = num_samples
         if max_dry_shards < 1:
             raise ValueError(f'max_dry_shards must be >= 1, got {max_dry_shards}')
@@ -299,9 +292,10 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.rank, self.world_size = get_dist_info()
         self.pipeline = Compose(pipeline)
-        self.parser = _SampleParser(
-            self._bad_record, min_score=min_score, label_map_file=label_map_file,
-            caption_policy=caption_policy, data_root=data_root)
+        #: the record checks (bad records and regions go to :meth:`_bad_record`)
+        self.parser = RecordParser(
+            self._bad_record, min_score=min_score,
+            converter=build_odvg_converter(label_map_file, caption_policy, data_root))
         self.skip_counts: Counter = Counter()
         #: global worker -> state, set by load_state_dict
         self.resume_states: Dict[int, dict] = {}
@@ -313,7 +307,7 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
         self.metainfo: dict = dict()
 
     def __len__(self) -> int:
-        return self.num_samples if self.num_samples is not None else 2**40
+        return self.num_samples if self.num_samples is not None else UNBOUNDED_LEN
 
     # ------------------------------------------------------------------ resume
     def load_state_dict(self, state: dict) -> None:
@@ -392,7 +386,7 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
             size = WEIGHTED_PICK_BLOCK
 
             def block(b: int) -> np.ndarray:
-                return np.random.default_rng([self.seed, 7, g, b]).choice(
+                return np.random.default_rng([self.seed, SEED_WEIGHTED_PICKS, g, b]).choice(
                     len(self.sources), size=size, p=self.probs)
         else:
             total = sum(self.samples_per_epoch)
@@ -409,7 +403,7 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
             size = len(labels)
 
             def block(b: int) -> np.ndarray:
-                return np.random.default_rng([self.seed, 8, g, b]).permutation(labels)
+                return np.random.default_rng([self.seed, SEED_COUNTED_PICKS, g, b]).permutation(labels)
         cache: Dict[int, np.ndarray] = {}
 
         def pick(n: int) -> int:
@@ -446,7 +440,7 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
                        f'skipped sample {shard}:{key}: has {sorted(files)}')
             return None
         try:
-            raw = _json_loads(files['json'])
+            raw = json.loads(files['json'])
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             self._skip('invalid JSON', f'skipped sample {shard}:{key}: field `json`: {e}')
             return None
@@ -455,7 +449,8 @@ class RegionTextShardStream(IterableDataset, ResumableStream):
             raw = grit_to_record(raw, image)
         elif isinstance(raw, dict) and 'filename' not in raw:
             raw.setdefault('image', image)
-        info = self.parser.parse_sample(raw, shard, key)
+        # the format (region-text or ODVG) is decided per record
+        info = self.parser.parse(raw, shard, key, convert=is_odvg_record(raw))
         if info is None:
             return None
         where = f'{shard}:{key}'
