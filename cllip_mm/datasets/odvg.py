@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from mmengine.fileio import load
 
-from .records import BadRecordError, Line, is_finite_number, where
+from .records import BadRecordError, Line, is_finite_number, record_image, where
 
 #: The caption policy of detection records (all keys optional, see ``make_caption``).
 #: ``captions_file``: a COCO-style captions JSON (relative to ``data_root``), or None.
@@ -166,15 +166,7 @@ class ODVGRecordConverter:
         ``width`` / ``height`` and the boxes' geometry are left to the record checks.
         """
         at = partial(where, self.ann_file if source is None else source, line_no)
-        if not isinstance(raw, dict):
-            raise BadRecordError(
-                f'{at("<record>")}: expected a JSON object, got {type(raw).__name__}',
-                'wrong type')
-        image = raw.get('filename')
-        if not isinstance(image, str) or not image:
-            raise BadRecordError(
-                f'{at("filename")}: expected a non-empty string, got {image!r}',
-                'missing field' if image is None else 'wrong type')
+        image = record_image(raw, at, 'filename')
         record = {k: raw[k] for k in ('width', 'height') if k in raw}
         record['image'] = image
         if 'grounding' in raw:

@@ -157,6 +157,21 @@ class RecordConverter(Protocol):
         ...
 
 
+def record_image(raw: Any, at: Callable[..., str], field: str) -> str:
+    """The image name of record ``raw`` (a JSON object whose ``field`` is a non-empty
+    string), else :class:`BadRecordError` located by ``at`` (a :func:`where` partial)."""
+    if not isinstance(raw, dict):
+        raise BadRecordError(
+            f'{at("<record>")}: expected a JSON object, got {type(raw).__name__}',
+            'wrong type')
+    image = raw.get(field)
+    if not isinstance(image, str) or not image:
+        raise BadRecordError(
+            f'{at(field)}: expected a non-empty string, got {image!r}',
+            'missing field' if image is None else 'wrong type')
+    return image
+
+
 class RecordParser:
     """Checks one record at a time and turns it into a data info.
 
@@ -241,15 +256,7 @@ class RecordParser:
         return info
 
     def _image_fields(self, raw: Any, at: Callable[..., str], line: Line) -> dict:
-        if not isinstance(raw, dict):
-            raise BadRecordError(
-                f'{at("<record>")}: expected a JSON object, got {type(raw).__name__}',
-                'wrong type')
-        image = raw.get('image')
-        if not isinstance(image, str) or not image:
-            raise BadRecordError(
-                f'{at("image")}: expected a non-empty string, got {image!r}',
-                'missing field' if image is None else 'wrong type')
+        image = record_image(raw, at, 'image')
         for field, ok, expected in IMAGE_FIELDS:
             if field not in raw:
                 raise BadRecordError(f'{at(field, image)}: missing', 'missing field')
