@@ -11,15 +11,16 @@ import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from cllip_mm.utils import (
+    add_runner_args,
+    build_runner,
     dist_timeout,
     exit_promptly_on_distributed_failure,
-    register_all_modules,
+    load_runner_config,
+    parse_runner_args,
     setup_cpu_distributed,
     teardown_distributed,
 )
@@ -57,27 +58,8 @@ def parse_args():
         help='If specify checkpoint path, resume from it, while if not '
         'specify, try to auto resume from the latest checkpoint '
         'in the work directory.')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # `torch.distributed.launch` passes `--local-rank`; torchrun sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser)
+    return parse_runner_args(parser)
 
 
 def enable_amp(cfg: Config) -> None:
@@ -137,24 +119,8 @@ def enable_tracking(cfg: Config, trackers, run_name: str) -> None:
 def main():
     args = parse_args()
 
-    # register all modules in cllip_mm into the registries
-    # do not init the default scope here because it will be init in the runner
-    register_all_modules(init_default_scope=False)
-
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        # update configs according to CLI args if args.work_dir is not None
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        # use config filename as default work_dir if cfg.work_dir is None
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    # config + --cfg-options, launcher and work dir (CLI > config > config name)
+    cfg = load_runner_config(args)
 
     # TensorBoard / Weights & Biases next to the local scalars
     enable_tracking(cfg, args.tracking, osp.splitext(osp.basename(args.config))[0])
@@ -188,14 +154,7 @@ def main():
 
     # a failure in one process of a distributed run ends every process promptly
     with exit_promptly_on_distributed_failure('tools/train.py', dist_timeout(cfg)):
-        # build the runner from config
-        if 'runner_type' not in cfg:
-            # build the default runner
-            runner = Runner.from_cfg(cfg)
-        else:
-            # build customized runner from the registry
-            # if 'runner_type' is set in the cfg
-            runner = RUNNERS.build(cfg)
+        runner = build_runner(cfg)
 
         # start training
         runner.train()

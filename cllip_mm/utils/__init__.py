@@ -7,10 +7,17 @@ from .dist import (
                    setup_cpu_distributed,
                    teardown_distributed,
 )
-from .setup_env import register_all_modules
+from .setup_env import (
+                        add_runner_args,
+                        build_runner,
+                        load_runner_config,
+                        parse_runner_args,
+                        register_all_modules,
+)
 
 __all__ = [
-    'checkpoint_safe_globals', 'dist_timeout', 'exit_promptly_on_distributed_failure',
-    'is_peer_failure', 'register_all_modules', 'register_checkpoint_safe_globals',
+    'add_runner_args', 'build_runner', 'checkpoint_safe_globals', 'dist_timeout',
+    'exit_promptly_on_distributed_failure', 'is_peer_failure', 'load_runner_config',
+    'parse_runner_args', 'register_all_modules', 'register_checkpoint_safe_globals',
     'setup_cpu_distributed', 'teardown_distributed'
 ]
