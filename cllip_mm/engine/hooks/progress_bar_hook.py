@@ -13,7 +13,12 @@ from cllip_mm.registry import HOOKS
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
     """Draw mmengine's ``ProgressBar`` over the batches of test / validation epochs
-    (on the main process, whose share of the batches it counts), on stderr."""
+    (on the main process, whose share of the batches it counts), on stderr.
+
+    The bar's line ends as soon as its last batch is counted, before the epoch-end hooks
+    run: ``LoggerHook`` (a higher priority) logs the epoch's metrics in
+    ``after_*_epoch``, on a line of its own rather than glued to the bar's.
+    """
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
@@ -25,6 +30,8 @@ class ProgressBarHook(Hook):
     def _step(self) -> None:
         if self._bar is not None:
             self._bar.update()
+            if self._bar.completed >= self._bar.task_num:
+                self._end()
 
     def _end(self) -> None:
         if self._bar is not None:
