@@ -11,16 +11,7 @@ import argparse
 
 from mmengine.evaluator import DumpResults
 
-from cllip_mm.utils import (
-    add_runner_args,
-    build_runner,
-    dist_timeout,
-    exit_promptly_on_distributed_failure,
-    load_runner_config,
-    parse_runner_args,
-    setup_cpu_distributed,
-    teardown_distributed,
-)
+from cllip_mm.utils import add_runner_args, load_runner_config, parse_runner_args, run_with_runner
 from cllip_mm.utils.checkpoint_check import check_checkpoint_for_evaluation
 
 
@@ -55,13 +46,7 @@ def main():
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {args.out}: the dump file must be a .pkl file')
 
-    # gloo + CPU DDP when launched with torchrun on a machine without CUDA
-    setup_cpu_distributed(cfg)
-
-    # a failure in one process of a distributed run ends every process promptly
-    with exit_promptly_on_distributed_failure('tools/test.py', dist_timeout(cfg)):
-        runner = build_runner(cfg)
-
+    def evaluate(runner):
         # MMEngine's load_from only warns of missing weights; and nothing in the tensors
         # says which activation / tokenizer they need (their checkpoint's meta does)
         check_checkpoint_for_evaluation(runner.model, args.checkpoint, args.config,
@@ -74,8 +59,10 @@ def main():
 
         # start testing
         runner.test()
-        del runner
-        teardown_distributed()
+
+    # gloo + CPU DDP when launched with torchrun on a machine without CUDA; a failure in
+    # one process of a distributed run ends every process promptly
+    run_with_runner(cfg, 'tools/test.py', evaluate)
 
 
 if __name__ == '__main__':

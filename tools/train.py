@@ -14,16 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from cllip_mm.utils import (
-    add_runner_args,
-    build_runner,
-    dist_timeout,
-    exit_promptly_on_distributed_failure,
-    load_runner_config,
-    parse_runner_args,
-    setup_cpu_distributed,
-    teardown_distributed,
-)
+from cllip_mm.utils import add_runner_args, load_runner_config, parse_runner_args, run_with_runner
 
 
 def parse_args():
@@ -149,17 +140,9 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
-    # gloo + CPU DDP when launched with torchrun on a machine without CUDA
-    setup_cpu_distributed(cfg)
-
+    # start training: gloo + CPU DDP when launched with torchrun on a machine without CUDA;
     # a failure in one process of a distributed run ends every process promptly
-    with exit_promptly_on_distributed_failure('tools/train.py', dist_timeout(cfg)):
-        runner = build_runner(cfg)
-
-        # start training
-        runner.train()
-        del runner
-        teardown_distributed()
+    run_with_runner(cfg, 'tools/train.py', lambda runner: runner.train())
 
 
 if __name__ == '__main__':

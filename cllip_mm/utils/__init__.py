@@ -13,11 +13,12 @@ from .setup_env import (
                         load_runner_config,
                         parse_runner_args,
                         register_all_modules,
+                        run_with_runner,
 )
 
 __all__ = [
     'add_runner_args', 'build_runner', 'checkpoint_safe_globals', 'dist_timeout',
     'exit_promptly_on_distributed_failure', 'is_peer_failure', 'load_runner_config',
     'parse_runner_args', 'register_all_modules', 'register_checkpoint_safe_globals',
-    'setup_cpu_distributed', 'teardown_distributed'
+    'run_with_runner', 'setup_cpu_distributed', 'teardown_distributed'
 ]

@@ -4,9 +4,17 @@ import datetime
 import os
 import os.path as osp
 import warnings
+from typing import Any, Callable
 
 from mmengine import DefaultScope
 from mmengine.config import Config, DictAction
+
+from .dist import (
+                   dist_timeout,
+                   exit_promptly_on_distributed_failure,
+                   setup_cpu_distributed,
+                   teardown_distributed,
+)
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
@@ -98,3 +106,17 @@ def build_runner(cfg: Config):
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+def run_with_runner(cfg: Config, tool: str, work: Callable[[Any], None]) -> None:
+    """Build the runner of ``cfg`` and call ``work(runner)`` (e.g. ``runner.train()``),
+    distributed on CPU too (:func:`setup_cpu_distributed`); if a process of a distributed
+    run fails, every process exits promptly, naming ``tool``
+    (:func:`exit_promptly_on_distributed_failure`). Afterwards drops the runner and
+    then the process group (:func:`teardown_distributed`)."""
+    setup_cpu_distributed(cfg)
+    with exit_promptly_on_distributed_failure(tool, dist_timeout(cfg)):
+        runner = build_runner(cfg)
+        work(runner)
+        del runner
+        teardown_distributed()
