@@ -8,7 +8,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason, sample_name
+from .utils import drop_left_out, get_field, get_tensor, sample_name, samples_to_evaluate
 
 
 @METRICS.register_module()
@@ -54,11 +54,7 @@ class GroundingMetric(BaseMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep the IoU of each phrase's prediction and of the whole-image box."""
         name = type(self).__name__
-        for data_sample in data_samples:
-            reason = left_out_reason(data_sample)
-            if reason is not None:
-                self.results.append({LEFT_OUT: reason})
-                continue
+        for data_sample in samples_to_evaluate(data_samples, self.results):
             gt_bboxes = get_tensor(
                 data_sample, 'gt_regions.bboxes', name, ndim=2, last_dim=4).float()
             if gt_bboxes.shape[0] == 0:

@@ -8,7 +8,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import LEFT_OUT, drop_left_out, get_field, get_tensor, left_out_reason, sample_name
+from .utils import as_topk, drop_left_out, get_field, get_tensor, sample_name, samples_to_evaluate
 
 
 def _group_ids(keys: Sequence[Hashable]) -> torch.Tensor:
@@ -64,12 +64,9 @@ class ImageTextRetrievalMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        topk = (topk, ) if isinstance(topk, int) else tuple(topk)
-        if not topk or any(not isinstance(k, int) or k < 1 for k in topk):
-            raise ValueError(f'topk must be positive ints, got {topk}.')
+        self.topk = as_topk(topk)
         if chunk_size < 1:
             raise ValueError(f'chunk_size must be positive, got {chunk_size}.')
-        self.topk = tuple(sorted(set(topk)))
         self.same_image_positive = same_image_positive
         self.chunk_size = chunk_size
 
@@ -77,11 +74,7 @@ class ImageTextRetrievalMetric(BaseMetric):
         """Keep one result per sample (``collect_results`` drops distributed padding by
         counting samples): its image, its texts and their strings, its image path."""
         name = type(self).__name__
-        for data_sample in data_samples:
-            reason = left_out_reason(data_sample)
-            if reason is not None:
-                self.results.append({LEFT_OUT: reason})
-                continue
+        for data_sample in samples_to_evaluate(data_samples, self.results):
             try:
                 captions = get_field(data_sample, 'captions', name)
                 key = 'text_embeds'

@@ -7,7 +7,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from cllip_mm.registry import METRICS
-from .utils import LEFT_OUT, drop_left_out, get_tensor, left_out_reason, sample_name
+from .utils import as_topk, drop_left_out, get_tensor, sample_name, samples_to_evaluate
 
 
 @METRICS.register_module()
@@ -55,10 +55,7 @@ class RegionClassificationMetric(BaseMetric):
                  prefix: Optional[str] = None,
                  headline: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        topk = (topk, ) if isinstance(topk, int) else tuple(topk)
-        if not topk or any(not isinstance(k, int) or k < 1 for k in topk):
-            raise ValueError(f'topk must be positive ints, got {topk}.')
-        self.topk = tuple(sorted(set(topk)))
+        self.topk = as_topk(topk)
         choices = ['mean_class_acc'] + [f'top{k}' for k in self.topk]
         if headline is not None and headline not in choices:
             raise ValueError(f'headline must be one of {choices}, got {headline!r}.')
@@ -67,11 +64,7 @@ class RegionClassificationMetric(BaseMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep, per sample, the rank of each labelled region's GT class."""
         name = type(self).__name__
-        for data_sample in data_samples:
-            reason = left_out_reason(data_sample)
-            if reason is not None:
-                self.results.append({LEFT_OUT: reason})
-                continue
+        for data_sample in samples_to_evaluate(data_samples, self.results):
             labels = get_tensor(data_sample, self.labels_field, name, ndim=1,
                                 hint='Region classification needs a vocabulary: set the '
                                 'dataset\'s metainfo "classes".').long()

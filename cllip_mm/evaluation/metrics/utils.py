@@ -1,7 +1,7 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 """Reading the fields that ``CLOC.predict`` writes from a data sample."""
 from collections import Counter
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -103,6 +103,28 @@ def left_out_reason(data_sample: Union[dict, BaseDataElement]) -> Optional[str]:
     """
     reason = _lookup(data_sample, 'skip_reason')
     return None if reason is _MISSING else str(reason)
+
+
+def samples_to_evaluate(data_samples: Sequence[Union[dict, BaseDataElement]],
+                        results: List[dict]) -> Iterator[Union[dict, BaseDataElement]]:
+    """The samples of a batch to evaluate, in order; for each sample left out
+    (:func:`left_out_reason`) ``{LEFT_OUT: reason}`` is appended to ``results`` instead, so
+    that every sample keeps one result (``collect_results`` removes the distributed
+    padding by counting them)."""
+    for data_sample in data_samples:
+        reason = left_out_reason(data_sample)
+        if reason is None:
+            yield data_sample
+        else:
+            results.append({LEFT_OUT: reason})
+
+
+def as_topk(topk: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    """``topk`` (an int or ints) as sorted unique positive ints; a ValueError otherwise."""
+    topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+    if not topk or any(not isinstance(k, int) or k < 1 for k in topk):
+        raise ValueError(f'topk must be positive ints, got {topk}.')
+    return tuple(sorted(set(topk)))
 
 
 def drop_left_out(results: Sequence[dict], metric: str,
