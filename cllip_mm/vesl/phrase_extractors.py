@@ -71,8 +71,31 @@ def load_tagger(path: str, lang: str = 'eng'):
         '(see docs/vesl.md for where to get NLTK\'s English tagger)')
 
 
+class _TaggedChunkExtractor:
+    """What both phrase extractors share: the VESL stage ``'phrases'`` (captions in, one
+    :class:`ExtractedPhrases` per caption out), a POS tagger (:func:`load_tagger`), an
+    ``nltk.RegexpParser(grammar)`` and at most ``max_phrases`` phrases per caption.
+    ``device`` / ``dtype`` (of the stage interface) are not used."""
+
+    name = 'phrases'
+
+    def __init__(self, tagger_path: str, lang: str, grammar: str, max_phrases: int) -> None:
+        import nltk
+        if max_phrases < 1:
+            raise ValueError(f'max_phrases must be >= 1, got {max_phrases}')
+        self.tagger = load_tagger(tagger_path, lang)
+        self.parser = nltk.RegexpParser(grammar)
+        self.max_phrases = max_phrases
+
+    def __call__(self, captions: Sequence[str]) -> List[ExtractedPhrases]:
+        return [self.extract(c) for c in captions]
+
+    def extract(self, caption: str) -> ExtractedPhrases:
+        raise NotImplementedError
+
+
 @VESL_STAGES.register_module()
-class NLTKPhraseExtractor:
+class NLTKPhraseExtractor(_TaggedChunkExtractor):
     """Noun phrases by NLTK regexp chunking over a POS tagger: this project's own
     variant of the paper's extraction (:class:`PaperNounPhraseExtractor`).
 
@@ -94,8 +117,6 @@ class NLTKPhraseExtractor:
         max_phrases (int): Detector queries per image (the paper: 20).
     """
 
-    name = 'phrases'
-
     def __init__(self,
                  tagger_path: str,
                  lang: str = 'eng',
@@ -107,21 +128,13 @@ class NLTKPhraseExtractor:
                  max_phrases: int = 20,
                  device: Optional[str] = None,
                  dtype: Optional[str] = None) -> None:
-        import nltk
         from nltk.tokenize import TreebankWordTokenizer
-        if max_phrases < 1:
-            raise ValueError(f'max_phrases must be >= 1, got {max_phrases}')
-        self.tagger = load_tagger(tagger_path, lang)
-        self.parser = nltk.RegexpParser(grammar)
+        super().__init__(tagger_path, lang, grammar, max_phrases)
         self.tokenizer = TreebankWordTokenizer()
         self.strip_tags = set(strip_tags)
         self.lowercase = lowercase
         self.exclude = {e.lower() for e in exclude}
         self.min_chars = min_chars
-        self.max_phrases = max_phrases
-
-    def __call__(self, captions: Sequence[str]) -> List[ExtractedPhrases]:
-        return [self.extract(c) for c in captions]
 
     def chunks(self, caption: str) -> List[Tuple[int, int]]:
         """Character spans of the ``NP`` chunks of ``caption`` (leading
@@ -230,7 +243,7 @@ def lower_with_offsets(text: str) -> Tuple[str, List[int]]:
 
 
 @VESL_STAGES.register_module()
-class PaperNounPhraseExtractor:
+class PaperNounPhraseExtractor(_TaggedChunkExtractor):
     """The CLOC paper's phrase candidates (App. C.1, Listing 1), step for step:
 
     1. lower-case the whole caption;
@@ -269,8 +282,6 @@ class PaperNounPhraseExtractor:
         deduplicate (bool): Drop repeated phrases ([ours]; the paper: False).
     """
 
-    name = 'phrases'
-
     def __init__(self,
                  tagger_path: str,
                  lang: str = 'eng',
@@ -282,13 +293,9 @@ class PaperNounPhraseExtractor:
                  deduplicate: bool = False,
                  device: Optional[str] = None,
                  dtype: Optional[str] = None) -> None:
-        import nltk
         from nltk.tokenize import NLTKWordTokenizer
         from nltk.tokenize.punkt import PunktSentenceTokenizer
-        if max_phrases < 1:
-            raise ValueError(f'max_phrases must be >= 1, got {max_phrases}')
-        self.tagger = load_tagger(tagger_path, lang)
-        self.parser = nltk.RegexpParser(grammar)
+        super().__init__(tagger_path, lang, grammar, max_phrases)
         self.word_tokenizer = NLTKWordTokenizer()
         if punkt_path is None:
             self.sent_tokenizer = PunktSentenceTokenizer()
@@ -307,11 +314,7 @@ class PaperNounPhraseExtractor:
             stopwords = load_word_list(stopwords)
         self.stopwords = frozenset(stopwords)
         self.generic_words = frozenset(generic_words)
-        self.max_phrases = max_phrases
         self.deduplicate = deduplicate
-
-    def __call__(self, captions: Sequence[str]) -> List[ExtractedPhrases]:
-        return [self.extract(c) for c in captions]
 
     def tokenize(self, text: str) -> List[Tuple[int, int]]:
         """``nltk.word_tokenize(text)`` as character spans into ``text``."""
