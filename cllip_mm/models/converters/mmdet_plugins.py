@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..utils.logit_scale import MAX_LOGIT_SCALE
+from ..utils.state_dict import sub_state_dict
 from .arch import resize_image_pos_embed
 from .report import ConversionReport
 
@@ -83,13 +84,13 @@ def convert_cllip_state_dict(
     used = set()
     for part in parts:
         src_prefix, dst_prefix = PART_PREFIXES[part]
-        keys = [k for k in state_dict if k.startswith(src_prefix)]
-        if not keys:
+        weights = sub_state_dict(state_dict, src_prefix)
+        if not weights:
             report.missing_parts.append(part)
             continue
-        for key in keys:
-            out[dst_prefix + key[len(src_prefix):]] = state_dict[key]
-            used.add(key)
+        for key, value in weights.items():
+            out[dst_prefix + key] = value
+            used.add(src_prefix + key)
         if part == 'prompter':
             scale_key = next((k for k in LOGIT_SCALE_KEYS if k in state_dict), None)
             if scale_key is not None:

@@ -19,17 +19,13 @@ from typing import Dict, List, Mapping, Tuple
 
 import torch
 
-from ..utils.state_dict import strip_module_prefix
+from ..utils.state_dict import strip_module_prefix, strip_prefix
 
 _VISUAL = ('conv1.', 'class_embedding', 'positional_embedding', 'ln_pre.', 'transformer.',
            'ln_post.', 'proj')
 _TEXT = ('token_embedding.', 'positional_embedding', 'transformer.', 'ln_final.',
          'text_projection', 'text_projection.')
 _DROPPED = ('input_resolution', 'context_length', 'vocab_size')
-
-
-def _strip(key: str, prefix: str) -> str:
-    return key[len(prefix):] if key.startswith(prefix) else key
 
 
 def _is(rest: str, names: Tuple[str, ...]) -> bool:
@@ -58,8 +54,8 @@ def convert_openai_clip(state_dict: Mapping[str, torch.Tensor]
             out[f'clip_loss.{key}'] = value
         elif key.startswith('visual.') and _is(key[len('visual.'):], _VISUAL):
             out['image_encoder.' + key[len('visual.'):]] = value
-        elif _is(_strip(key, 'text.'), _TEXT):
-            rest = _strip(key, 'text.')
+        elif _is(strip_prefix(key, 'text.'), _TEXT):
+            rest = strip_prefix(key, 'text.')
             if rest == 'text_projection.weight':  # open_clip's Linear projection [D, W]
                 out['text_encoder.text_projection'] = value.t().contiguous()
             else:

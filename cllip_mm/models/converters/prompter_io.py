@@ -4,9 +4,11 @@ Hugging Face CLIP: ``prompter.safetensors`` and ``prompter_config.json``."""
 import json
 import os
 import os.path as osp
-from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+
+from ..utils.state_dict import sub_state_dict
 
 PROMPTER_WEIGHTS = 'prompter.safetensors'
 PROMPTER_CONFIG = 'prompter_config.json'
@@ -87,16 +89,12 @@ def load_prompter(directory: str, device: Union[str, torch.device] = 'cpu') -> P
     if config.get('format') != FORMAT:
         raise ValueError(f"{cfg_file}: format {config.get('format')!r}, expected {FORMAT!r}")
     tensors = load_file(osp.join(directory, PROMPTER_WEIGHTS), device=str(device))
-
-    def part(prefix: str) -> Dict[str, torch.Tensor]:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
     prompter = Prompter(**config['prompter'])
-    prompter.load_state_dict(part('prompter.'))
+    prompter.load_state_dict(sub_state_dict(tensors, 'prompter.'))
     head = None
     if config.get('grounding_head'):
         head = GroundingHead(**config['grounding_head'])
-        head.load_state_dict(part('grounding_head.'))
+        head.load_state_dict(sub_state_dict(tensors, 'grounding_head.'))
         head = head.to(device).eval()
     return PrompterBundle(prompter.to(device).eval(), head, config)
 

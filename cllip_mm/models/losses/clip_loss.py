@@ -1,5 +1,4 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
-import math
 from typing import NamedTuple
 
 import torch
@@ -9,7 +8,7 @@ from mmengine.dist import get_rank, get_world_size
 from torch import Tensor
 
 from cllip_mm.registry import MODELS
-from ..utils.logit_scale import MAX_LOGIT_SCALE
+from ..utils.logit_scale import INIT_LOGIT_SCALE, MAX_LOGIT_SCALE
 from .utils import all_gather_sizes, gather_variable_with_grad, global_value
 
 
@@ -54,7 +53,8 @@ class ClipContrastiveLoss(nn.Module):
     with gradients (see :mod:`.utils`).
 
     Args:
-        init_logit_scale (float): Initial log scale. Defaults to log(1 / 0.07).
+        init_logit_scale (float): Initial log scale. Defaults to
+            :data:`~cllip_mm.models.utils.INIT_LOGIT_SCALE` (log(1 / 0.07)).
         max_logit_scale (float): Upper clamp of the log scale. Defaults to
             :data:`~cllip_mm.models.utils.MAX_LOGIT_SCALE` (log 100, CLIP's cap).
         local_loss (bool): open_clip's ``local_loss``: each rank computes the logits of
@@ -67,7 +67,7 @@ class ClipContrastiveLoss(nn.Module):
     """
 
     def __init__(self,
-                 init_logit_scale: float = math.log(1 / 0.07),
+                 init_logit_scale: float = INIT_LOGIT_SCALE,
                  max_logit_scale: float = MAX_LOGIT_SCALE,
                  local_loss: bool = True,
                  loss_weight: float = 1.0) -> None:

@@ -1,7 +1,6 @@
 # Copyright (c) cllip_mm contributors. All rights reserved.
 import functools
 import hashlib
-import math
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -11,7 +10,7 @@ from mmengine.dist import get_rank, get_world_size
 from torch import Tensor
 
 from cllip_mm.registry import MODELS
-from ..utils.logit_scale import MAX_LOGIT_SCALE
+from ..utils.logit_scale import INIT_LOGIT_SCALE, MAX_LOGIT_SCALE
 from .utils import all_gather_sizes, gather_variable_with_grad, global_value
 
 _INT63_MASK = (1 << 63) - 1
@@ -71,7 +70,8 @@ class RegionTextContrastiveLoss(nn.Module):
     inputs and the scale, so DDP sees every parameter used.
 
     Args:
-        init_logit_scale (float): Initial log scale. Defaults to log(1 / 0.07).
+        init_logit_scale (float): Initial log scale. Defaults to
+            :data:`~cllip_mm.models.utils.INIT_LOGIT_SCALE` (log(1 / 0.07)).
         max_logit_scale (float): Upper clamp of the log scale. Defaults to
             :data:`~cllip_mm.models.utils.MAX_LOGIT_SCALE` (log 100, CLIP's cap).
         negatives (str): ``'global'`` (default), ``'local'`` or ``'image'``.
@@ -94,7 +94,7 @@ class RegionTextContrastiveLoss(nn.Module):
     NEGATIVES = ('global', 'local', 'image')
 
     def __init__(self,
-                 init_logit_scale: float = math.log(1 / 0.07),
+                 init_logit_scale: float = INIT_LOGIT_SCALE,
                  max_logit_scale: float = MAX_LOGIT_SCALE,
                  negatives: str = 'global',
                  share_logit_scale: bool = False,
