@@ -205,7 +205,8 @@ class RegionRetrievalMetric(ImageTextRetrievalMetric):
     model, as in :class:`ImageTextRetrievalMetric`.
 
     Metrics (prefixed with ``region_retrieval/``): ``r2t_R@k``, ``t2r_R@k``,
-    ``mean_R@k``, ``num_regions``, ``num_phrases``.
+    ``mean_R@k``, ``num_regions``, ``num_phrases``, ``num_images_left_out`` (samples
+    left out at load time, as in :class:`ImageTextRetrievalMetric`, are not evaluated).
     """
     default_prefix: Optional[str] = 'region_retrieval'
     directions = ('r2t', 't2r')
@@ -219,7 +220,7 @@ class RegionRetrievalMetric(ImageTextRetrievalMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """One result per sample: its regions (as "images") and their phrases."""
         name = type(self).__name__
-        for data_sample in data_samples:
+        for data_sample in samples_to_evaluate(data_samples, self.results):
             phrases = list(get_field(data_sample, 'gt_regions.phrases', name))
             if not phrases:
                 empty = torch.zeros(0, 0)

@@ -14,6 +14,7 @@ from cllip_mm.evaluation import (
     GroundingMetric,
     ImageTextRetrievalMetric,
     RegionClassificationMetric,
+    RegionRetrievalMetric,
 )
 
 LEFT_OUT = (1, 4)
@@ -74,6 +75,39 @@ def test_everything_left_out():
     metrics = evaluate(samples)
     assert metrics['region_cls/top1'] == 0 and metrics['grounding/num_phrases'] == 0
     assert metrics['retrieval/num_images_left_out'] == len(samples)
+
+
+def region_retrieval_samples():
+    """make_dataset() with region and phrase embeddings; the LEFT_OUT samples are marked
+    and given perfect ones (each region equal to its phrase)."""
+    gen = torch.Generator().manual_seed(1)
+    samples = make_dataset()
+    for i, sample in enumerate(samples):
+        num = len(sample.gt_regions.labels)
+        sample.gt_regions.phrases = [f'phrase {(i + j) % 4}' for j in range(num)]
+        sample.pred_regions.embeds = torch.randn(num, 8, generator=gen)
+        sample.pred_regions.phrase_embeds = torch.randn(num, 8, generator=gen)
+        if i in LEFT_OUT:
+            sample.set_metainfo(dict(skip_reason='unreadable image'))
+            sample.pred_regions.phrase_embeds = sample.pred_regions.embeds.clone()
+    return samples
+
+
+def test_region_retrieval_leaves_them_out_too():
+    def run(samples):
+        evaluator = Evaluator([RegionRetrievalMetric(topk=(1, 2))])
+        evaluator.process(samples)
+        return evaluator.evaluate(len(samples))
+
+    samples = region_retrieval_samples()
+    with_marked, counts = split(run(samples))
+    clean, clean_counts = split(run([s for i, s in enumerate(samples) if i not in LEFT_OUT]))
+    assert counts == {len(LEFT_OUT)} and clean_counts == {0}
+    assert with_marked == clean
+    for s in samples:  # the marks matter: unmarked, the perfect regions change the metrics
+        s.set_metainfo(dict(skip_reason=None))
+        del s.skip_reason
+    assert split(run(samples))[0] != clean
 
 
 def _worker(rank, world_size, out_file):
