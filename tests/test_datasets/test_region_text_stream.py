@@ -197,6 +197,7 @@ def _shard_of(sample_idx):
     return sample_idx.split('/')[0]
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_two_processes_two_workers_read_each_sample_once_per_epoch(tiny_region_set,
                                                                    tmp_path):
     """Real ranks: 2 spawned processes in a gloo group x 2 DataLoader workers each.
@@ -226,6 +227,7 @@ def test_two_processes_two_workers_read_each_sample_once_per_epoch(tiny_region_s
         assert all(len(r) == 1 for r in readers.values()), (e, readers)
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_two_processes_resampled_cover_shards_by_weight(shards, tmp_path):
     """Resampled mode, 2 processes x 2 workers: source A (4 shards, weight 3) and B (4
     shards, weight 1); each shard of A should give 3/16 of the samples, of B 1/16."""

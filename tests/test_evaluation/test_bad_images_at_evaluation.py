@@ -43,6 +43,7 @@ def run_test(make_tiny_cloc_cfg, ann_file, name, **dataset_kwargs):
     return Runner.from_cfg(cfg).test()
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_bad_images_are_left_out_and_counted(make_tiny_cloc_cfg, val_files):
     bad_file, clean_file = val_files
     got = run_test(make_tiny_cloc_cfg, bad_file, 'bad', on_bad_record='skip')

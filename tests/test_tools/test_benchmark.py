@@ -268,6 +268,7 @@ def test_unknown_template_set_and_task_root(toy_data, toy_model, tmp_path):
 
 
 # -------------------------------------------------- the demo export, tools/test.py, 2 procs
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
                                                                make_tiny_cloc_cfg, tmp_path):
     sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))

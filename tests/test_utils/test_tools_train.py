@@ -82,6 +82,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
         torch.testing.assert_close(final['state_dict'][name], param, msg=name)
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_dist_train_on_cpu_matches_single_process(tmp_path):
     """tools/dist_train.sh, 2 processes x 2 samples == 1 process x 4 samples."""
     max_iters = 4

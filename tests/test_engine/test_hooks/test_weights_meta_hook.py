@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 from cllip_mm.utils.weights_meta import META_KEY, WeightsMetaMismatch, model_weights_meta
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_checkpoints_carry_the_meta_and_starts_are_checked(make_tiny_cloc_cfg, tmp_path):
     cfg = make_tiny_cloc_cfg(max_iters=2)
     assert 'WeightsMetaHook' in [h['type'] for h in cfg.custom_hooks]

@@ -57,6 +57,7 @@ def run(cfg, tmp_path, monkeypatch, name, work_dir, crash=False, resume=False):
     return next(h for h in runner.hooks if isinstance(h, RecordLossesAndParamsHook))
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 @pytest.mark.parametrize('loop', ['IterBasedTrainLoop', 'ResumableIterBasedTrainLoop'])
 def test_resumed_run_equals_uninterrupted_run(make_tiny_cloc_cfg, tmp_path, monkeypatch, loop):
     cfg = make_tiny_cloc_cfg(max_iters=MAX_ITERS)

@@ -49,6 +49,7 @@ def _mix_sources(cfg):
     cfg.train_dataloader.sampler = dict(mix.sampler, dataset_size=[16, 8])
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 @pytest.mark.parametrize('sampler', ['ResumableInfiniteSampler', 'ResumableSampleSizeSampler'])
 def test_crash_and_resume_sees_the_uninterrupted_samples(make_tiny_cloc_cfg, tmp_path,
                                                          monkeypatch, sampler):
@@ -84,6 +85,7 @@ def test_crash_and_resume_sees_the_uninterrupted_samples(make_tiny_cloc_cfg, tmp
         assert len(epoch) == 24 and max(Counter(epoch).values()) <= 2
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_stream_crash_and_resume_sees_the_uninterrupted_samples(
         make_tiny_cloc_cfg, tiny_region_set, tmp_path, monkeypatch):
     """The same with RegionTextShardStream and 2 dataloader workers; the checkpoint is

@@ -129,6 +129,7 @@ def assert_same_params(actual, expected, atol=1e-5):
                                    msg=lambda m, n=name: f'{n}: {m}')
 
 
+@pytest.mark.slow  # over ~30 s on 2 idle cores: out of the fast subset
 def test_fully_shard_trains_like_ddp(runs):
     _, out_dir, (rank0, rank1) = runs
     ddp, fsdp = ok(rank0, 'ddp'), ok(rank0, 'fsdp')
