@@ -11,6 +11,7 @@ character span it came from, so that ODVG's ``tokens_positive`` is exact.
 """
 import os.path as osp
 import pickle
+from abc import ABC, abstractmethod
 from collections import Counter
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -71,7 +72,7 @@ def load_tagger(path: str, lang: str = 'eng'):
         '(see docs/vesl.md for where to get NLTK\'s English tagger)')
 
 
-class _TaggedChunkExtractor:
+class _TaggedChunkExtractor(ABC):
     """What both phrase extractors share: the VESL stage ``'phrases'`` (captions in, one
     :class:`ExtractedPhrases` per caption out), a POS tagger (:func:`load_tagger`), an
     ``nltk.RegexpParser(grammar)`` and at most ``max_phrases`` phrases per caption.
@@ -90,8 +91,9 @@ class _TaggedChunkExtractor:
     def __call__(self, captions: Sequence[str]) -> List[ExtractedPhrases]:
         return [self.extract(c) for c in captions]
 
+    @abstractmethod
     def extract(self, caption: str) -> ExtractedPhrases:
-        raise NotImplementedError
+        """The phrases of one caption (each subclass's own tokenizer and chunk rules)."""
 
 
 @VESL_STAGES.register_module()
