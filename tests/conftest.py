@@ -12,6 +12,35 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs/cloc/cloc_vit-tiny-p8_1xb64-1200it_synthetic.py')
 
 
+# ------------------------------------------- config pretty-printing, once per text
+# MMEngine's Runner formats its config with yapf up to 5 times per run (logged at start,
+# dumped to the work dir, stored by RuntimeInfoHook, again by test()): 16 s a call for a
+# full-size Grounding DINO config on this CPU, half of such a test. yapf's FormatCode is a
+# pure function of (source, style), so the suite keeps each answer: the dumped and logged
+# text is unchanged (tests/test_conftest_format_cache.py).
+@pytest.fixture(autouse=True, scope='session')
+def _format_each_config_text_once():
+    import functools
+
+    import mmengine.config.config as mmengine_config
+
+    original = mmengine_config.FormatCode
+
+    @functools.lru_cache(maxsize=64)
+    def cached(text, style_items):
+        return original(text, style_config=dict(style_items))
+
+    def format_code(text, style_config=None, **kwargs):
+        if kwargs or not isinstance(style_config, dict):
+            return original(text, style_config=style_config, **kwargs)
+        return cached(text, tuple(sorted(style_config.items())))
+
+    format_code.cache_info = cached.cache_info
+    mmengine_config.FormatCode = format_code
+    yield
+    mmengine_config.FormatCode = original
+
+
 # ------------------------------------------------------------------ per-test timeout
 # No plugin: SIGALRM raises in the test (subprocess.run then kills its child), and,
 # for a test stuck in C code where no Python signal handler runs (a collective that

@@ -85,8 +85,10 @@ def tiny_data(cfg, tiny_region_set):
     return DATASETS.build(data)
 
 
-@pytest.mark.parametrize('path', [p for p in PAPER_CONFIGS if 'vit-b16' in p
-                                  or 'cloc-paper_vit-l14' in osp.basename(p)], ids=osp.basename)
+@pytest.mark.parametrize('path', [
+    p if 'vit-b16' in p else pytest.param(p, marks=pytest.mark.slow)  # L/14: ~35 s
+    for p in PAPER_CONFIGS if 'vit-b16' in p or 'cloc-paper_vit-l14' in osp.basename(p)],
+    ids=osp.basename)
 def test_paper_config_builds_and_trains_one_step(path, tiny_region_set):
     cfg = Config.fromfile(path)
     # the T5-style tokenizer the synthetic generator trains on its corpus

@@ -123,6 +123,7 @@ def test_coco_captions_and_instances_through_our_converter(tmp_path, train_3_ite
     train_3_iters(root, ds, **kwargs)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_flickr30k_entities_goldg_through_mmdet_goldg2odvg(tmp_path, train_3_iters):
     root = str(tmp_path / 'flickr30k')
     ann = write_flickr30k_goldg(root)
@@ -155,6 +156,7 @@ def test_refcoco_through_mmdet_refcoco2odvg(tmp_path, train_3_iters):
     train_3_iters(root, ds, **kwargs)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_lvis_through_mmdet_lvis2odvg(tmp_path, train_3_iters):
     root = str(tmp_path / 'coco')
     ann = write_lvis(root)
@@ -202,6 +204,7 @@ def test_visual_genome_through_our_converter(tmp_path, train_3_iters):
     train_3_iters(root, ds, ann_file=out)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_grit_img2dataset_through_mmdet_grit_converters(tmp_path, train_3_iters):
     """mmdet's grit_processing + grit2odvg functions, driven by grit_to_odvg.py (the
     scripts' own main()s write nothing / only two files, see its docstring)."""

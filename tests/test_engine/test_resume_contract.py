@@ -47,6 +47,7 @@ def test_samplers_and_stream_satisfy_the_protocols(tmp_path):
     assert isinstance(stream, ResumableStream) and not isinstance(stream, ResumableSampler)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_find_train_sampler_only_under_a_plain_batch_sampler():
     data = list(range(10))
     sampler = ResumableInfiniteSampler(data, seed=0)

@@ -165,8 +165,44 @@ class isolated_runner_state:
             manager._instance_dict.update(saved)
 
 
+TRAINING_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'randomness')
+
+
+def training_part(config: str) -> dict:
+    """What one training iteration of this test computes, given its own 2-image data: the
+    model, optimiser, schedule and train loader, less the train set's annotation file
+    (which :func:`write_dataset` replaces)."""
+    cfg = Config.fromfile(osp.join(REPO, config)).to_dict()
+    part = {key: cfg.get(key) for key in TRAINING_KEYS}
+    loader = cfg.get('train_dataloader')
+    if loader is not None:
+        loader = {**loader, 'dataset': {k: v for k, v in loader['dataset'].items()
+                                        if k != 'ann_file'}}
+    part['train_dataloader'] = loader
+    return part
+
+
+def training_twin(config: str):
+    """An earlier full-size config whose training iteration here is the same computation
+    (RefCOCO+ and RefCOCOg train as RefCOCO does, on other annotation files): that one's
+    test trains; this one's builds its train set and tests (its evaluators differ)."""
+    part = training_part(config)
+    if part['train_dataloader'] is None:
+        return None
+    for other in FULL_SIZE[:FULL_SIZE.index(config)]:
+        if training_part(other) == part:
+            return other
+    return None
+
+
 def test_the_full_size_configs_are_found():
     names = [osp.basename(p) for p in FULL_SIZE]
+    twins = {c: training_twin(c) for c in FULL_SIZE}
+    refcocos = [c for c in FULL_SIZE if '/refcoco/' in c]
+    assert len(refcocos) == 3, refcocos  # RefCOCO, RefCOCO+, RefCOCOg: one trains in its test
+    trainer = [c for c in refcocos if twins[c] is None]
+    assert len(trainer) == 1 and all(twins[c] in trainer for c in refcocos if c not in trainer)
+    assert sum(t is not None for t in twins.values()) == 2, twins
     assert 'grounding-dino_cloc-vit-b16_16xb4-1x_ov-coco-48-17.py' in names
     assert 'faster-rcnn_cloc-vit-b16_fpn_8xb2-1x_coco.py' in names
     assert len(FULL_SIZE) >= 6
@@ -184,11 +220,15 @@ def test_full_size_config_trains_and_tests_one_iteration(config, tmp_path, monke
     write_images(root)
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), root, str(tmp_path / 'work_dir'))
     trains = cfg.get('train_dataloader') is not None
+    twin = training_twin(config) if trains else None
 
     with isolated_runner_state():
         runner = Runner.from_cfg(cfg)
         model = runner.model
-        if trains:
+        if twin is not None:  # its training iteration is tested under the twin's name
+            assert len(runner.train_dataloader.dataset) == 2
+            assert twin in FULL_SIZE and twin != config
+        elif trains:
             runner.train()
             assert runner.iter == 1 and len(runner.train_dataloader.dataset) == 2
             loss = runner.message_hub.get_scalar('train/loss').current()

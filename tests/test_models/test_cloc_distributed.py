@@ -38,6 +38,7 @@ def worker(rank, world_size, cfg, out_dir, no_regions=()):
     torch.save(result, os.path.join(out_dir, f'rank{rank}.pth'))
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 @pytest.mark.parametrize('grounding', ['mlp', 'token', 'paper'])
 def test_two_processes_match_one(make_tiny_cloc_cfg, tmp_path, grounding):
     cfg = make_tiny_cloc_cfg()

@@ -192,6 +192,7 @@ def assert_metrics(got, expected):
 
 
 # ------------------------------------------------------------------------------- tests
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_each_task_matches_the_hand_computed_answer(toy_data, toy_model, tmp_path):
     root, _ = toy_data
     config, ckpt = toy_model('prompter')
@@ -329,6 +330,7 @@ def test_demo_export_matches_jsonl_and_two_processes_match_one(tiny_region_set,
     assert 'region_cls/top1' in proc.stdout  # the table
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_benchmark_config_for_tools_test_equals_the_tool(tiny_region_set, tmp_path):
     """configs/benchmarks/cloc_vit-tiny-p8_zeroshot_synthetic-region-cls.py through the
     runner (what tools/test.py does) gives what tools/benchmark.py gives with the demo

@@ -4,6 +4,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from cllip_mm.utils.checkpoint_check import uninitialised_modules
@@ -34,6 +35,7 @@ def test_uninitialised_modules_names_what_is_missing(tiny_cloc_checkpoint, tmp_p
     assert all(k.startswith('prompter.') for k in missing['prompter'])
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_tools_test_refuses_then_allows(tiny_cloc_checkpoint, tmp_path):
     cfg_path, ckpt = tiny_cloc_checkpoint
     clip_like = without(ckpt, ('prompter.', ), tmp_path / 'clip_like.pth')

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from cllip_mm.utils.logs import load_scalars
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -14,6 +16,7 @@ HELPERS = osp.join(REPO, 'tests', 'test_utils')  # toy_model_helpers: ToySigkill
 SIGKILL_ENV = 'CLLIP_TEST_SIGKILL_AFTER_ITER'
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_sigkill_then_resume_continues_from_last_checkpoint(make_tiny_cloc_cfg, tmp_path):
     cfg = make_tiny_cloc_cfg(max_iters=8)
     cfg.custom_imports = dict(imports=['toy_model_helpers'], allow_failed_imports=False)

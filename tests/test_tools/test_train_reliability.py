@@ -97,6 +97,7 @@ def assert_same_weights(work_dir, reference):
         torch.testing.assert_close(final['state_dict'][name], param, msg=name)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_sigkill_while_writing_a_checkpoint_then_resume(tool_config, reference_weights):
     config, work_dir = tool_config
     killed = run_train(config, work_dir, CLLIP_TEST_SIGKILL_SAVING_ITER='4')
@@ -115,6 +116,7 @@ def test_sigkill_while_writing_a_checkpoint_then_resume(tool_config, reference_w
     assert_same_weights(work_dir, reference_weights)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_sigkill_at_a_random_iteration_then_resume(tool_config, reference_weights):
     config, work_dir = tool_config
     kill_after = random.Random(os.urandom(8)).randint(1, MAX_ITERS - 1)
@@ -125,6 +127,7 @@ def test_sigkill_at_a_random_iteration_then_resume(tool_config, reference_weight
     assert_same_weights(work_dir, reference_weights)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 @pytest.mark.parametrize('fault,timeout_s', [('KILL', 60), ('STOP', 15)])
 def test_one_process_dies_or_hangs_the_other_exits_in_bounded_time(tmp_path, fault,
                                                                    timeout_s):

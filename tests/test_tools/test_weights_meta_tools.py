@@ -39,6 +39,7 @@ def checkpoint_with_meta(cfg_path, act, out):
     return str(out)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_quick_gelu_checkpoint_under_a_gelu_config(tiny_cloc_checkpoint, tiny_region_set,
                                                     tmp_path):
     cfg_path, _ = tiny_cloc_checkpoint  # GELU (the configs' default)

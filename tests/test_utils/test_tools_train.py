@@ -50,6 +50,7 @@ def describe(proc):
     return f'rc={proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}'
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     max_iters, interval = 10, 3
     cfg_file = str(tmp_path / 'toy_config.py')

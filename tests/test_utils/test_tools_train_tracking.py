@@ -143,6 +143,7 @@ def run_train(tmp_path, tracker, **env):
     return proc, work_dir
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_train_without_the_package_fails_before_training(tmp_path):
     if installed('torch.utils.tensorboard'):
         pytest.skip('tensorboard is installed')

@@ -171,6 +171,7 @@ def test_output_trains_tiny_cloc(clean_run, make_tiny_cloc_cfg):
     assert runner.message_hub.get_scalar('train/loss_region').current() > 0
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_sigkill_midway_then_rerun_gives_every_image_once(config_file, clean_run, vesl_images,
                                                          tmp_path):
     from mmengine.config import Config
@@ -204,6 +205,7 @@ def test_sigkill_midway_then_rerun_gives_every_image_once(config_file, clean_run
     assert not glob.glob(osp.join(out, '**', '*.tmp-*'), recursive=True)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_two_workers_equal_one(config_file, clean_run, vesl_images, tmp_path):
     from mmengine.config import Config
     out = str(tmp_path / 'out')

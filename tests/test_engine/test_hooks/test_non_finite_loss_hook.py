@@ -132,6 +132,7 @@ def _worker(rank, world_size, out_file):
         json.dump(dict(skipped=skipped, weights=weights), f)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_all_processes_skip_together(tmp_path):
     out_file = str(tmp_path / 'rank{}.json')
     # a rank that does not skip waits in DDP's all-reduce: the collective timeout

@@ -153,6 +153,7 @@ def test_fully_shard_trains_like_ddp(runs):
     assert rank1['fsdp']['params'] == {}  # process 1 gathers but keeps nothing
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_checkpoint_is_a_full_single_process_state(runs):
     cfg, out_dir, (rank0, _) = runs
     register_all_modules()
@@ -184,6 +185,7 @@ def test_checkpoint_is_a_full_single_process_state(runs):
         [g['lr'] for g in reference['optimizer']['param_groups']])
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_resume_continues_like_the_uninterrupted_run(runs):
     _, _, (rank0, rank1) = runs
     for result in (rank0, rank1):

@@ -4,6 +4,7 @@ in every metric's report and change nothing else, in 1 and 2 processes."""
 import json
 import os.path as osp
 
+import pytest
 import torch
 from dist_utils import run_in_processes
 from mmengine.dataset import DefaultSampler
@@ -122,6 +123,7 @@ def _worker(rank, world_size, out_file):
             json.dump(metrics, f)
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_two_processes_equal_one(tmp_path):
     expected = evaluate(marked_dataset())
     out_file = osp.join(tmp_path, 'metrics.json')

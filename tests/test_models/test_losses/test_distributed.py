@@ -11,6 +11,7 @@ the logits and its share of the loss) and the global form (every rank the whole 
 """
 import gc
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -172,6 +173,7 @@ def _worker(rank, world_size, references):
             gc.collect()
 
 
+@pytest.mark.slow  # over ~10 s on 2 idle cores (or its module fixture is): out of the fast subset
 def test_two_gloo_processes_match_one_process(tmp_path):
     run_in_processes(_worker, args=(one_process_references(), ), world_size=WORLD_SIZE,
                      tmp_dir=tmp_path)
