@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic region-text set and a tiny CLOC config on it; the
 per-test timeout (``test_timeout`` in pytest.ini, ``@pytest.mark.timeout(s)``)."""
 import faulthandler
+import os
 import os.path as osp
 import signal
 import sys
@@ -95,6 +96,19 @@ DIST_CALLS = ('run_in_processes', 'torch.distributed.run', 'nproc_per_node', 'di
               'dist_test.sh', 'dist_benchmark.sh')
 
 
+# -------------------------------------------- pytest-xdist: one share of the cores each
+def pytest_configure(config):
+    """Under ``pytest -n N`` each worker (and every process it starts: tools/train.py,
+    torchrun, spawned gloo ranks) gets cores / N threads, not torch's default of all cores:
+    N workers x all cores oversubscribes the machine."""
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if workers:
+        threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = threads
+        import torch
+        torch.set_num_threads(int(threads))
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark ``dist`` the tests that start several processes (found by what they call),
     wherever they live, so that ``-m "not dist"`` leaves them all out."""
@@ -111,6 +125,32 @@ def pytest_collection_modifyitems(config, items):
                 sources[function] = ''
         if any(call in sources[function] for call in DIST_CALLS):
             item.add_marker(pytest.mark.dist)
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        items[:] = heaviest_modules_first(items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` sends whole modules to a worker (their module fixtures are built
+    once), in the order :func:`heaviest_modules_first` gives: xdist's ``--dist loadscope``
+    without its reordering by test count."""
+    from xdist.scheduler import LoadScopeScheduling
+    config.option.loadscopereorder = False
+    return LoadScopeScheduling(config, log)
+
+
+def heaviest_modules_first(items):
+    """Under ``-n N`` (:func:`pytest_xdist_make_scheduler`) each module goes to one worker,
+    in this order: the modules with the most ``slow`` tests first, so the long ones start
+    early instead of leaving one worker busy at the end. Order inside a module, and between
+    modules of equal weight, is kept (every worker sorts the same way)."""
+    module = [item.nodeid.split('::')[0] for item in items]
+    weight, first = {}, {}
+    for i, (name, item) in enumerate(zip(module, items)):
+        weight[name] = weight.get(name, 0) + (item.get_closest_marker('slow') is not None)
+        first.setdefault(name, i)
+    order = sorted(range(len(items)), key=lambda i: (-weight[module[i]], first[module[i]], i))
+    return [items[i] for i in order]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -346,7 +346,7 @@ CLLIP_DEVICE=cuda to build the CUDA ops anyway"
 
     # 4. mmdet and the rest of requirements/runtime.txt + tests.txt.
     pip_install_missing mmdet==3.3.0 transformers tokenizers safetensors pycocotools nltk \
-        pytest jsonlines lvis emoji
+        pytest pytest-xdist jsonlines lvis emoji
     # the linter of .ci/run and .pre-commit-config.yaml (config: ruff.toml)
     pip_install_missing 'ruff>=0.5'
 

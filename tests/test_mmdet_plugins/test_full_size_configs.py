@@ -10,6 +10,10 @@ training, no checkpoint files, seed 0, random encoder weights (no ``Pretrained``
 when ``fairscale`` is not installed, ``model.encoder.num_cp=0`` (mmdet's Grounding DINO
 encoder checkpointing imports it). So a user with COCO and a GPU changes the data root.
 
+Configs whose training iteration here is the same computation as an earlier one's
+(RefCOCO, RefCOCO+ and RefCOCOg: only the train annotation file differs, and the test writes
+its own) train once: the others build their train set and test (:func:`training_twin`).
+
 The images are 64:1 (3200 x 50): every pipeline resizes them to mmdet's 1333-pixel scale
 (1333 x 21; Grounding DINO's crop branch gives at most ~1333 x 180), which keeps ViT-B/16's
 global attention and Grounding DINO's encoder (without checkpointing) to a few hundred
