@@ -133,7 +133,10 @@ def pytest_collection_modifyitems(config, items):
 def pytest_xdist_make_scheduler(config, log):
     """``pytest -n N`` sends whole modules to a worker (their module fixtures are built
     once), in the order :func:`heaviest_modules_first` gives: xdist's ``--dist loadscope``
-    without its reordering by test count."""
+    without its reordering by test count. An explicit ``--dist`` other than ``load`` (what
+    ``-n`` alone implies) is left to xdist."""
+    if config.getoption('dist') != 'load':
+        return None
     from xdist.scheduler import LoadScopeScheduling
     config.option.loadscopereorder = False
     return LoadScopeScheduling(config, log)
