@@ -99,8 +99,8 @@ DIST_CALLS = ('run_in_processes', 'torch.distributed.run', 'nproc_per_node', 'di
 # -------------------------------------------- pytest-xdist: one share of the cores each
 def pytest_configure(config):
     """Under ``pytest -n N`` each worker (and every process it starts: tools/train.py,
-    torchrun, spawned gloo ranks) gets cores / N threads, not torch's default of all cores:
-    N workers x all cores oversubscribes the machine."""
+    torchrun, spawned gloo ranks) gets cores / N threads, not torch's default of all cores,
+    so N workers do not start N x cores threads (docs/testing.md has what was measured)."""
     workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
     if workers:
         threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
